@@ -1,0 +1,64 @@
+# Inside CNNs — two commands: `make book` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MATHJAX := _mathjax/mathjax/tex-chtml.js
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+CHAPTER_NBS := $(wildcard chapters/*.ipynb)
+SOLUTION_NBS := $(wildcard solutions/*/*.ipynb)
+
+.PHONY: help venv book test test-lib test-notebooks sync exercises bench lint clean mathjax
+
+help:
+	@echo "make book       build the Jupyter Book into _build/html (executes chapters, cached)"
+	@echo "make test       library tests, pair/nbgrader checks, and every chapter + solution under nbval"
+	@echo "make sync       re-pair chapters/*.md and solutions/*/*.md with their .ipynb (jupytext)"
+	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader"
+	@echo "make bench      run the timing scripts in benchmarks/"
+
+# The virtual environment is (re)built whenever requirements.txt or pyproject.toml change.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# MathJax 3 from the npm registry, served locally (no CDN at read time).
+$(MATHJAX):
+	mkdir -p _mathjax/npm
+	cd _mathjax/npm && npm install --no-audit --no-fund --silent mathjax@3
+	rm -rf _mathjax/mathjax && cp -r _mathjax/npm/node_modules/mathjax/es5 _mathjax/mathjax
+
+mathjax: $(MATHJAX)
+
+book: $(STAMP) $(MATHJAX)
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+	$(PY) -m course_lib._bookcheck _build/html
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(CHAPTER_NBS) $(SOLUTION_NBS)
+
+test-lib: $(STAMP)
+	$(PY) -m pytest -q tests -m "not slow"
+
+sync: $(STAMP)
+	$(VENV)/bin/jupytext --sync chapters/*.md solutions/*/*.md
+
+exercises: $(STAMP)
+	$(PY) -m course_lib._exercises generate
+
+bench: $(STAMP)
+	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check course_lib tests benchmarks
+
+clean:
+	rm -rf _build .pytest_cache

@@ -1,0 +1,39 @@
+"""Shared pytest set-up: the `cuda` marker, repository paths, small helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA: compares CPU and GPU results; no CUDA device on this machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+def assert_close(actual, expected, atol=1e-5, rtol=1e-5):
+    """``torch.testing.assert_close`` with the course's default tolerances, accepting NumPy input."""
+    actual = torch.as_tensor(actual)
+    expected = torch.as_tensor(expected, dtype=actual.dtype, device=actual.device)
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol)
