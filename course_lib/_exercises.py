@@ -8,6 +8,7 @@ committed student versions; it works in a temporary course directory so that no 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -42,7 +43,15 @@ def assignments() -> list[str]:
     return sorted(p.name for p in src.iterdir() if (p / f"{p.name}.ipynb").is_file()) if src.is_dir() else []
 
 
+def ensure_tools_on_path() -> None:
+    """nbgrader runs ``alembic`` as a subprocess when it creates a gradebook: the interpreter's ``bin`` must be on PATH."""
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
 def _api(course: Path):
+    ensure_tools_on_path()
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
