@@ -7,11 +7,13 @@ MATHJAX := _mathjax/mathjax/tex-chtml.js
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
+# the self-check cell at the end of every exercise returns at once under make test / nbval / grading
+export COURSE_SELF_CHECK := 0
 
 CHAPTER_NBS := $(wildcard chapters/*.ipynb)
 SOLUTION_NBS := $(wildcard solutions/*/*.ipynb)
 
-.PHONY: help venv book test test-lib test-notebooks sync exercises bench lint clean mathjax
+.PHONY: help venv book test test-lib gpu-check sync exercises bench lint clean mathjax
 
 help:
 	@echo "make book       build the Jupyter Book into _build/html (executes chapters, cached)"
@@ -19,6 +21,7 @@ help:
 	@echo "make sync       re-pair chapters/*.md and solutions/*/*.md with their .ipynb (jupytext)"
 	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make bench      run the timing scripts in benchmarks/"
+	@echo "make gpu-check  on a CUDA machine: the CPU/GPU parity tests, then every chapter on the GPU"
 
 # The virtual environment is (re)built whenever requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -48,6 +51,12 @@ test: $(STAMP)
 test-lib: $(STAMP)
 	$(PY) -m pytest -q tests -m "not slow"
 
+# On a machine with CUDA: the parity tests (marked `cuda`) and every chapter executed on the GPU.
+gpu-check: $(STAMP)
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA device')"
+	$(PY) -m pytest -q -rA -m cuda tests
+	COURSE_DEVICE=cuda $(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(CHAPTER_NBS)
+
 sync: $(STAMP)
 	$(VENV)/bin/jupytext --sync chapters/*.md solutions/*/*.md
 
@@ -55,6 +64,7 @@ exercises: $(STAMP)
 	$(PY) -m course_lib._exercises generate
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(STAMP)

@@ -30,6 +30,7 @@ __all__ = [
     "SHAPE_CLASSES",
     "PHOTO_NAMES",
     "ShapesDataset",
+    "PoseFiguresDataset",
     "load_photo",
     "load_cifar10",
     "DataUnavailableError",
@@ -392,3 +393,6 @@ def load_cifar10(root: str | Path = "~/.cache/course_lib/cifar10", train: bool =
         ) from err
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float() / 255.0
     return images, torch.tensor(ds.targets, dtype=torch.long)
+
+
+from ._pose_figures import PoseFiguresDataset  # noqa: E402

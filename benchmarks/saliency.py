@@ -1,0 +1,205 @@
+"""Time the saliency explainers of ``course_lib.saliency`` on torchvision's ResNet-18 (random weights), 224×224.
+
+Prints, for batch sizes 1 and 16 on the available device:
+
+* the time per image of CAM, Grad-CAM, Grad-CAM++, Smooth Grad-CAM++ and RISE;
+* each method's time as a ratio to ONE bare forward pass of the same batch (``torch.no_grad``): targets
+  Grad-CAM and Grad-CAM++ <= 1.2x, since gradients are needed only from the score down to ``layer4``;
+* RISE's time as a ratio to its bare masked forward passes (the same number of forward passes of
+  ``batch_size`` images, without making or applying masks): target <= 1.1x;
+* where the benchmark-only peers are installed (``pip install -e .[bench]``: ``grad-cam`` a.k.a.
+  pytorch-grad-cam, and ``torchcam``), their Grad-CAM / Grad-CAM++ timed in the same run, the ratio
+  ours / theirs, and the largest absolute difference between their maps and ours.
+
+Usage: ``python benchmarks/saliency.py [--device cpu|cuda] [--quick]`` (``--quick``: batch 1 only, fewer masks).
+No timing is asserted anywhere; this script only prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+import torchvision
+
+from course_lib.device import get_device
+from course_lib.saliency import CAM, RISE, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
+from course_lib.saliency._base import normalize_maps, upsample_maps
+
+
+def timed(fn, device: torch.device, min_time: float = 1.0, min_repeats: int = 3, max_repeats: int = 30) -> float:
+    """Median wall time of ``fn()`` in seconds, after one warm-up call (CUDA synchronized)."""
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()
+    sync()
+    times: list[float] = []
+    start_all = time.perf_counter()
+    while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start_all < min_time):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peers():
+    found = {}
+    try:
+        import pytorch_grad_cam  # noqa: F401
+
+        found["pytorch-grad-cam"] = True
+    except ImportError as err:
+        print(f"pytorch-grad-cam is missing ({err}); install the bench extra: pip install -e '.[bench]'")
+    try:
+        import torchcam  # noqa: F401
+
+        found["torchcam"] = True
+    except ImportError as err:
+        print(f"torchcam is missing ({err}); install the bench extra: pip install -e '.[bench]'")
+    return found
+
+
+def pgc_runner(model, method: str, x, targets):
+    from pytorch_grad_cam import GradCAM as PGradCAM
+    from pytorch_grad_cam import GradCAMPlusPlus as PGradCAMPlusPlus
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cls = PGradCAM if method == "gradcam" else PGradCAMPlusPlus
+    wanted = [ClassifierOutputTarget(int(c)) for c in targets]
+
+    def run():
+        with cls(model=model, target_layers=[model.layer4[-1]]) as cam:
+            out = cam(input_tensor=x, targets=wanted)
+        model.zero_grad(set_to_none=True)  # it fills the weights' .grad: leave the model as we found it
+        return torch.from_numpy(out)
+
+    return run
+
+
+def torchcam_runner(model, method: str, x, targets):
+    from torchcam.methods import GradCAM as TGradCAM
+    from torchcam.methods import GradCAMpp as TGradCAMpp
+
+    cls = TGradCAM if method == "gradcam" else TGradCAMpp
+    idx = [int(c) for c in targets]
+
+    def run():
+        with cls(model, "layer4") as extractor:
+            scores = model(x)
+            (maps,) = extractor(class_idx=idx, scores=scores)
+        return maps.detach()
+
+    return run
+
+
+def _gradcampp_with_eps(model, x, targets, eps: float = 1e-7) -> torch.Tensor:
+    """Our Grad-CAM++ raw maps with ``eps`` added to the denominator of alpha (as pytorch-grad-cam does)."""
+    from course_lib.saliency._base import _eval_mode
+
+    explainer = GradCAMPlusPlus(model, "layer4")
+    with _eval_mode(model):
+        a, g, _ = explainer._activations_and_gradients(x, targets)
+    g2 = g.pow(2)
+    alpha = torch.where(g != 0, g2 / (2 * g2 + a.sum((2, 3), keepdim=True) * g2 * g + eps), torch.zeros_like(g))
+    w = (alpha * torch.relu(g)).sum((2, 3))
+    return torch.relu(torch.einsum("nk,nkhw->nhw", w, a))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    parser.add_argument("--quick", action="store_true", help="batch 1 only and fewer RISE masks")
+    args = parser.parse_args()
+    device = get_device(args.device)
+    torch.manual_seed(0)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}, torchvision {torchvision.__version__}")
+    have = peers()
+    model = torchvision.models.resnet18(weights=None).eval().to(device)
+    batches = [1] if args.quick else [1, 16]
+    n_masks = 4000 if device.type == "cuda" else (64 if args.quick else 256)
+    rise_batch = 200 if device.type == "cuda" else 32
+    n_smooth = 8
+
+    for b in batches:
+        bench_batch(model, b, device, have, n_masks, rise_batch, n_smooth)
+
+
+def bench_batch(model, b: int, device: torch.device, have: dict, n_masks: int, rise_batch: int, n_smooth: int) -> None:
+    """Time every method (and the peers) on one random batch of ``b`` images."""
+    x = torch.rand(b, 3, 224, 224, device=device)
+    with torch.no_grad():
+        targets = model(x).argmax(1)
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    t_fwd = timed(forward, device)
+    print(f"\n== batch {b}: one bare forward pass {1e3 * t_fwd:.2f} ms ({1e3 * t_fwd / b:.2f} ms/image)")
+    print(f"{'method':<26}{'ms/image':>10}{'x forward':>11}   notes")
+    ours = {
+        "CAM": CAM(model, "layer4", fc="fc"),
+        "Grad-CAM": GradCAM(model, "layer4"),
+        "Grad-CAM++": GradCAMPlusPlus(model, "layer4"),
+        f"Smooth Grad-CAM++ (n={n_smooth})": SmoothGradCAMPlusPlus(model, "layer4", n_samples=n_smooth),
+    }
+    times = {}
+    for label, explainer in ours.items():
+        t = timed(lambda e=explainer: e(x, targets), device)
+        times[label] = t
+        note = f"{t / (n_smooth * t_fwd):.2f}x per noisy copy" if label.startswith("Smooth") else ""
+        print(f"{label:<26}{1e3 * t / b:>10.2f}{t / t_fwd:>11.2f}   {note}")
+
+    # RISE against its bare masked forward passes (the same number of batches, no masks made or applied)
+    if device.type == "cuda" or b == 1:
+        rise = RISE(model, n_masks=n_masks, batch_size=rise_batch, seed=0)
+        t_rise = timed(lambda: rise(x, targets), device, min_time=0.5, min_repeats=2, max_repeats=5)
+        masked = torch.rand(rise_batch, 3, 224, 224, device=device)
+        n_passes = b * math.ceil(n_masks / rise_batch)
+
+        def bare_passes():
+            with torch.no_grad():
+                for _ in range(n_passes):
+                    model(masked)
+
+        t_bare = timed(bare_passes, device, min_time=0.5, min_repeats=2, max_repeats=5)
+        print(
+            f"{f'RISE (N={n_masks})':<26}{1e3 * t_rise / b:>10.2f}{t_rise / t_fwd:>11.2f}   "
+            f"{t_rise / t_bare:.3f}x its {n_passes} bare masked forward passes of {rise_batch} images"
+        )
+    else:
+        print("RISE                      skipped at this batch size on the CPU (minutes); see batch 1")
+
+    # peers, timed in the same run, and the difference of their maps from ours
+    for peer, make in (("pytorch-grad-cam", pgc_runner), ("torchcam", torchcam_runner)):
+        if peer not in have:
+            continue
+        for method, label, cls in (("gradcam", "Grad-CAM", GradCAM), ("gradcam++", "Grad-CAM++", GradCAMPlusPlus)):
+            run = make(model, method, x, targets)
+            t_peer = timed(run, device)
+            theirs = run().float().to(device)
+            raw = cls(model, "layer4")(x, targets, upsample=False, normalize=False)
+            if peer == "pytorch-grad-cam":  # (N, 224, 224) maps in [0, 1]
+                as_returned = (cls(model, "layer4")(x, targets) - theirs).abs().max()
+                diff = f"max |ours - theirs| {as_returned:.2e}"
+                if method == "gradcam++":  # they add eps = 1e-7 to the denominator of alpha
+                    with_eps = normalize_maps(upsample_maps(_gradcampp_with_eps(model, x, targets), (224, 224)))
+                    diff += f" ({(with_eps - theirs).abs().max():.2e} with their eps in alpha)"
+            else:  # (N, 7, 7) normalized maps
+                diff = f"max |ours - theirs| {(normalize_maps(raw) - theirs).abs().max():.2e} at 7x7"
+            print(
+                f"{peer + ' ' + label:<26}{1e3 * t_peer / b:>10.2f}{t_peer / t_fwd:>11.2f}   "
+                f"ours/theirs {times[label] / t_peer:.2f}; {diff}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Command line: ``python -m course_lib.grading {check,class} ...`` (see ``--help`` of each)."""
+
+from __future__ import annotations
+
+import sys
+
+# As in ._autograde: skip jsonschema's slow optional IRI parser in the processes this command owns.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+
+from .selfcheck import check_notebook  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.grading",
+                                     description="Self-check a notebook, or autograde a class of submissions.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    check = sub.add_parser("check", help="run a notebook in a fresh kernel and report its graded cells "
+                                         "(visible tests only); exit 0 only if every one passed")
+    check.add_argument("notebook")
+    check.add_argument("--release", help="the released notebook to compare with (default: exercises/NAME/)")
+    check.add_argument("--timeout", type=float, default=900, help="seconds for the whole run (default 900)")
+    check.add_argument("--cell-timeout", type=float, default=300, help="seconds per cell (default 300)")
+    check.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
+
+    grade = sub.add_parser("class", help="autograde every submission in its own process; merge into the gradebook")
+    grade.add_argument("submissions", help="nbgrader's submitted/ folder, the course folder, or a folder of "
+                                           "<student>.ipynb files")
+    grade.add_argument("--assignment", required=True)
+    grade.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    grade.add_argument("--course", help="where autograded/, feedback/ and the CSV go (default: here)")
+    grade.add_argument("--source", help="folder with ASSIGNMENT/ASSIGNMENT.ipynb (default: COURSE/solutions "
+                                        "or COURSE/source)")
+    grade.add_argument("--gradebook", help="course gradebook to merge into (default: COURSE/gradebook.db)")
+    grade.add_argument("--timeout", type=float, default=900, help="seconds per submission (default 900)")
+    grade.add_argument("--cell-timeout", type=float, default=180, help="seconds per cell (default 180)")
+    grade.add_argument("--max-output", type=int, default=20_000, help="characters kept per output (default 20000)")
+    grade.add_argument("--no-restore", action="store_true", help="score deleted graded cells 0 instead of "
+                                                                 "restoring them (reported either way)")
+    grade.add_argument("--json", help="also write every verdict to this JSON file")
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    args = parser.parse_args(argv)
+    if args.cmd == "check":
+        try:
+            report = check_notebook(args.notebook, release=args.release, timeout=args.timeout,
+                                    cell_timeout=args.cell_timeout, kernel_name=args.kernel)
+        except (FileNotFoundError, TypeError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(report.format())
+        return report.exit_code
+
+    from .classgrade import grade_class, result_dict
+
+    try:
+        report = grade_class(args.submissions, args.assignment, course=args.course, source=args.source,
+                             gradebook=args.gradebook, workers=args.workers, timeout=args.timeout,
+                             cell_timeout=args.cell_timeout, max_output_chars=args.max_output,
+                             restore_missing=not args.no_restore, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([result_dict(r) for r in report.results], fh, indent=1, default=str)
+    return 0 if not report.unclean and not report.warnings else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

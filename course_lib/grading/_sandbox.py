@@ -1,0 +1,181 @@
+"""A tripwire for the kernels that run students' code during class grading (PEP 578 audit hooks).
+
+Class grading starts each kernel with an IPython startup file that calls :func:`install` before any student
+code runs. From then on, in that kernel:
+
+* writing, renaming, deleting or creating anything outside the kernel's own working folder and private
+  temporary folder (the ``allow_write`` paths, which win over ``deny``) raises ``PermissionError`` (so a submission cannot touch the course's source, gradebook,
+  the library the tests compare against, or another student's grading folder);
+* opening, or connecting ``sqlite3`` to, the protected paths at all (the instructor's source with its hidden
+  tests, the gradebooks, other submissions) raises ``PermissionError``;
+* starting programs (``subprocess``, ``os.system``, ``os.exec*``, ``os.posix_spawn``) raises ``PermissionError``,
+  except the standard library's own shared-library lookup (``ctypes.util.find_library`` runs ``ldconfig``,
+  ``gcc`` or ``ld``; torch and matplotlib call it at import).
+
+Every refusal is appended to a log file whose descriptor was opened before student code ran; the grader
+reads it and reports the submission. An audit hook cannot be removed from Python code, but it is a tripwire,
+not a jail (``ctypes`` can get around it): grade untrusted submissions in a container for real isolation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+ENV = "COURSE_GRADING_SANDBOX"
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+# event -> positions of (path, dir_fd) arguments; every one of these changes the file system.
+_MUTATING = {
+    "os.remove": ((0, 1),), "os.rmdir": ((0, 1),), "os.mkdir": ((0, 2),), "os.chmod": ((0, 2),),
+    "os.chown": ((0, 3),), "os.utime": ((0, 3),), "os.truncate": ((0, None),), "os.chflags": ((0, None),),
+    "os.lchflags": ((0, None),), "os.lchmod": ((0, None),), "os.mkfifo": ((0, None),), "os.mknod": ((0, None),),
+    "os.rename": ((0, 2), (1, 3)), "os.link": ((0, 2), (1, 3)), "os.symlink": ((1, 2),),
+    "shutil.rmtree": ((0, None),), "shutil.copyfile": ((1, None),), "shutil.copytree": ((1, None),),
+    "shutil.move": ((0, None), (1, None)),
+}
+_SPAWN = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn", "os.startfile"}
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _inside(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def config(allow_write: list[str], deny: list[str], log: str) -> str:
+    """The JSON the grader puts in ``$COURSE_GRADING_SANDBOX`` for :func:`install`."""
+    return json.dumps({"allow_write": [str(p) for p in allow_write], "deny": [str(p) for p in deny], "log": str(log)})
+
+
+def install(settings: dict | str | None = None) -> bool:
+    """Install the audit hook described by ``settings`` (default: ``$COURSE_GRADING_SANDBOX``); return
+    whether one was installed. Idempotent per process only in effect: a second call adds a second hook.
+
+    Example:
+        >>> install({"allow_write": ["/tmp/me"], "deny": ["/course"], "log": "/tmp/me.log"})  # doctest: +SKIP
+        True
+        >>> open("/course/gradebook.db", "a")  # doctest: +SKIP
+        Traceback (most recent call last):
+        PermissionError: course grading sandbox: writing /course/gradebook.db is not allowed
+    """
+    if settings is None:
+        settings = os.environ.get(ENV, "")
+    if isinstance(settings, str):
+        if not settings.strip():
+            return False
+        settings = json.loads(settings)
+    allow = tuple(_real(p) for p in [*settings["allow_write"], os.devnull])
+    deny = tuple(_real(p) for p in settings["deny"])
+    log_fd = os.open(settings["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    busy = [False]
+    import ctypes.util
+    import types
+
+    # ctypes.util.find_library (used by libraries at import) runs ldconfig/gcc/ld/objdump to locate shared
+    # libraries: allowed when the call comes from the genuine functions of that module, captured now.
+    genuine = frozenset(f.__code__ for f in vars(ctypes.util).values()
+                        if isinstance(f, types.FunctionType) and f.__module__ == "ctypes.util")
+
+    def refuse(what: str) -> None:
+        try:
+            os.write(log_fd, (json.dumps({"blocked": what}) + "\n").encode())
+        except OSError:
+            pass
+        raise PermissionError(f"course grading sandbox: {what} is not allowed")
+
+    def resolve(path, dir_fd) -> str | None:
+        if isinstance(path, int):
+            return None
+        path = os.fsdecode(os.fspath(path))
+        if not os.path.isabs(path) and isinstance(dir_fd, int) and dir_fd >= 0:
+            try:
+                path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+            except OSError:
+                return "<unresolvable>"
+        return _real(path)
+
+    def hook(event: str, args: tuple) -> None:
+        if busy[0]:
+            return
+        if event == "open":
+            path, mode, flags = (tuple(args) + (None, None))[:3]
+            target = resolve(path, None)
+            if target is None:
+                return
+            if isinstance(mode, str):
+                writing = any(ch in mode for ch in "wax+")
+            else:
+                writing = isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
+            busy[0] = True
+            try:
+                own = _inside(target, allow)
+                if _inside(target, deny) and not own:
+                    refuse(f"{'writing' if writing else 'reading'} {target}")
+                if writing and not own:
+                    refuse(f"writing {target}")
+            finally:
+                busy[0] = False
+        elif event == "sqlite3.connect":
+            target = str(args[0]) if args else ""
+            if target and target != ":memory:" and not target.startswith("file::memory"):
+                busy[0] = True
+                try:
+                    real = resolve(target.removeprefix("file:").split("?")[0], None)
+                    if real is not None and not _inside(real, allow):
+                        refuse(f"opening the database {real}")
+                finally:
+                    busy[0] = False
+        elif event in _MUTATING:
+            busy[0] = True
+            try:
+                for path_at, fd_at in _MUTATING[event]:
+                    if path_at >= len(args):
+                        continue
+                    dir_fd = args[fd_at] if fd_at is not None and fd_at < len(args) else None
+                    target = resolve(args[path_at], dir_fd)
+                    if target is not None and not _inside(target, allow):
+                        refuse(f"{event} on {target}")
+            finally:
+                busy[0] = False
+        elif event in _SPAWN:
+            busy[0] = True
+            try:
+                if not _library_lookup(event, args, genuine):
+                    refuse(f"starting a program ({event}: {str(args[0] if args else '')[:120]})")
+            finally:
+                busy[0] = False
+
+    sys.addaudithook(hook)
+    return True
+
+
+_LOOKUP_TOOLS = {"ldconfig", "gcc", "cc", "ld", "objdump", "dump"}
+
+
+def _library_lookup(event: str, args: tuple, genuine: frozenset) -> bool:
+    """Is this ``subprocess.Popen`` the standard library's shared-library lookup (``ctypes.util``)?"""
+    if event != "subprocess.Popen" or not args:
+        return False
+    program = args[0] if args[0] else (args[1][0] if len(args) > 1 and args[1] else "")
+    if os.path.basename(os.fsdecode(program)) not in _LOOKUP_TOOLS:
+        return False
+    frame = sys._getframe(2)
+    for _ in range(12):
+        if frame is None:
+            return False
+        if frame.f_code in genuine:
+            return True
+        frame = frame.f_back
+    return False
+
+
+STARTUP = '''# Installed by course_lib.grading: the audit-hook tripwire for graded kernels (see course_lib/grading/_sandbox.py).
+from course_lib.grading._sandbox import install as _course_grading_install
+
+_course_grading_install()
+del _course_grading_install
+'''

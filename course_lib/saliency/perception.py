@@ -1,0 +1,240 @@
+r"""Perception Visualization: what the network "sees", shown where it looks.
+
+Perception Visualization (Giulivi, Carman and Boracchi, *Perception Visualization: Seeing Through the Eyes
+of a DNN*, BMVC 2021) explains a decision with two ingredients:
+
+* a **decoder** :math:`G` trained to invert the classifier's latent representation at one layer,
+  :math:`\hat x = G(A(x))` with :math:`A(x)` the feature map of that layer, so that :math:`\hat x` shows
+  what the features retain of the image (the inversion idea of Dosovitskiy and Brox, *Inverting Visual
+  Representations with Convolutional Networks*, CVPR 2016); it is trained on held-in data with the
+  reconstruction loss :math:`\frac{1}{N}\sum_n \|G(A(x_n)) - x_n\|_2^2` while the classifier stays frozen;
+* a **saliency map** :math:`s \in [0, 1]^{H \times W}` (Grad-CAM at the same layer by default), saying where
+  the decision rests.
+
+The explanation shows the reconstruction through the saliency map, and a neutral grey :math:`\nu` elsewhere:
+
+.. math::
+
+    \mathrm{PV}(x)_{cij} = s_{ij}\, \hat x_{cij} + (1 - s_{ij})\, \nu .
+
+Where the network looks, one sees what it perceives there; a misclassified image often shows a
+reconstruction that already resembles the wrong class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_int, check_probability, check_tensor, resolve_layer
+from ._base import _Explainer, upsample_maps
+from .cam import GradCAM
+
+__all__ = ["FeatureDecoder", "PerceptionVisualization", "PerceptionResult", "perception_visualization"]
+
+
+class FeatureDecoder(nn.Module):
+    r"""A small convolutional decoder from a feature map ``(N, C, h, w)`` back to an image ``(N, 3, H, W)``.
+
+    ``upsamplings`` stages each double the resolution (nearest-neighbour upsampling, then a 3×3 convolution,
+    batch normalization and ReLU), so that :math:`H = 2^{u} h`; a last 3×3 convolution and a sigmoid give
+    values in :math:`[0, 1]`. Nearest upsampling followed by a convolution avoids the checkerboard artefacts
+    of transposed convolutions (Odena et al., *Deconvolution and Checkerboard Artifacts*, Distill 2016).
+
+    Args:
+        in_channels: channels :math:`C` of the feature map to invert.
+        width: channels of the first stage (halved at each upsampling, at least 16).
+        upsamplings: number of ×2 stages (2 for a stride-4 layer such as ``SmallCNN.features``).
+        out_channels: channels of the reconstructed image.
+
+    Example:
+        >>> FeatureDecoder(64, width=32)(torch.rand(2, 64, 16, 16)).shape
+        torch.Size([2, 3, 64, 64])
+    """
+
+    def __init__(self, in_channels: int, width: int = 96, upsamplings: int = 2, out_channels: int = 3) -> None:
+        super().__init__()
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        self.width = check_int(width, "width", minimum=1)
+        self.upsamplings = check_int(upsamplings, "upsamplings", minimum=0)
+        self.out_channels = check_int(out_channels, "out_channels", minimum=1)
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        ]
+        c = width
+        for _ in range(upsamplings):
+            nxt = max(16, c // 2)
+            layers += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(c, nxt, 3, padding=1, bias=False), nn.BatchNorm2d(nxt), nn.ReLU(inplace=True),
+            ]
+            c = nxt
+        layers += [nn.Conv2d(c, out_channels, 3, padding=1), nn.Sigmoid()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        check_tensor(features, "features", ndim=4, shape={1: self.in_channels}, finite=False)
+        return self.net(features)
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, width={self.width}, upsamplings={self.upsamplings}"
+
+
+def perception_visualization(reconstructions: torch.Tensor, saliency: torch.Tensor, neutral: float = 0.5) -> torch.Tensor:
+    r"""The masking rule :math:`\mathrm{PV} = s \odot \hat x + (1 - s)\,\nu`.
+
+    Args:
+        reconstructions: ``(N, C, H, W)`` decoded images :math:`\hat x`.
+        saliency: ``(N, H, W)`` maps :math:`s` in ``[0, 1]``.
+        neutral: the grey level :math:`\nu` shown where the map is zero.
+
+    Example:
+        >>> x = torch.ones(1, 3, 1, 2); s = torch.tensor([[[1.0, 0.25]]])
+        >>> perception_visualization(x, s, neutral=0.5)[0, 0]
+        tensor([[1.0000, 0.6250]])
+    """
+    reconstructions = check_tensor(reconstructions, "reconstructions", ndim=4)
+    saliency = check_tensor(saliency, "saliency", ndim=3)
+    neutral = check_probability(neutral, "neutral")
+    n, _, h, w = reconstructions.shape
+    if saliency.shape != (n, h, w):
+        raise ValueError(
+            f"saliency must have shape ({n}, {h}, {w}) to match the reconstructions, got {tuple(saliency.shape)}"
+        )
+    lo, hi = float(saliency.min()), float(saliency.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise ValueError(f"saliency must have values in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
+    s = saliency[:, None].to(reconstructions.dtype)
+    return s * reconstructions + (1 - s) * neutral
+
+
+@dataclass
+class PerceptionResult:
+    """What :meth:`PerceptionVisualization.explain` returns (all tensors on the images' device).
+
+    Attributes:
+        visualizations: ``(N, 3, H, W)`` the explanations :math:`s \\odot \\hat x + (1 - s)\\nu`.
+        reconstructions: ``(N, 3, H, W)`` the decoder's :math:`\\hat x`.
+        saliency: ``(N, H, W)`` the maps :math:`s` in ``[0, 1]``.
+        predictions: ``(N,)`` the classifier's arg-max classes.
+        targets: ``(N,)`` the classes explained.
+    """
+
+    visualizations: torch.Tensor
+    reconstructions: torch.Tensor
+    saliency: torch.Tensor
+    predictions: torch.Tensor
+    targets: torch.Tensor
+
+
+class PerceptionVisualization(_Explainer):
+    r"""Perception Visualization (Giulivi et al., BMVC 2021); see the module docstring.
+
+    Called like every explainer, ``pv(images, targets)`` returns the saliency maps :math:`s` it uses
+    (``(N, H, W)`` in ``[0, 1]``); :meth:`explain` returns the explanation itself with its parts, and
+    :meth:`reconstruct` only the decoder's images.
+
+    Args:
+        model: the classifier.
+        target_layer: the layer whose output the decoder inverts (a module of the model or its dotted name).
+        decoder: a module mapping that layer's output ``(N, C, h, w)`` to images ``(N, 3, H', W')`` (resized to
+            the input's size if ``H' != H``), e.g. the zoo's ``shapes_gap_decoder`` for ``shapes_gap``.
+        saliency: the explainer giving :math:`s` (default ``GradCAM(model, target_layer)``).
+        neutral: the grey level :math:`\nu` shown where the map is low.
+
+    Example:
+        >>> from course_lib.models import SmallCNN
+        >>> model = SmallCNN(num_classes=5, width=8).eval()
+        >>> pv = PerceptionVisualization(model, "features", FeatureDecoder(16, width=16).eval())
+        >>> out = pv.explain(torch.rand(2, 3, 32, 32))
+        >>> out.visualizations.shape, out.saliency.shape
+        (torch.Size([2, 3, 32, 32]), torch.Size([2, 32, 32]))
+    """
+
+    def __init__(self, model: nn.Module, target_layer, decoder: nn.Module, saliency: _Explainer | None = None,
+                 neutral: float = 0.5) -> None:
+        super().__init__(model)
+        self.target_layer = resolve_layer(model, target_layer, "target_layer")
+        self.layer_name = next(n for n, m in model.named_modules() if m is self.target_layer) or "<model>"
+        if not isinstance(decoder, nn.Module):
+            raise TypeError(f"decoder must be a torch.nn.Module, got {type(decoder).__name__}")
+        self.decoder = decoder
+        if saliency is None:
+            saliency = GradCAM(model, self.target_layer)
+        elif not isinstance(saliency, _Explainer):
+            raise TypeError(f"saliency must be a course_lib.saliency explainer, got {type(saliency).__name__}")
+        self.saliency = saliency
+        self.neutral = check_probability(neutral, "neutral")
+
+    # ------------------------------------------------------------------ the explainer contract
+    def _raw_maps(self, images, targets):
+        return self.saliency(images, targets)
+
+    # ------------------------------------------------------------------ perception
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The target layer's output ``(N, C, h, w)`` for ``images`` (no gradients, model in eval mode)."""
+        features, _ = self._features_and_scores(self._check_images(images))
+        return features
+
+    def _features_and_scores(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        captured: list[torch.Tensor] = []
+
+        def hook(module, inputs, output):
+            captured.append(output.detach().clone())
+
+        training = self.model.training
+        handle = self.target_layer.register_forward_hook(hook)
+        try:
+            self.model.eval()
+            with torch.no_grad():
+                scores = self._predict(images)
+        finally:
+            handle.remove()
+            self.model.train(training)
+        if not captured or captured[-1].ndim != 4:
+            raise ValueError(f"target_layer {self.layer_name!r} must output an (N, C, h, w) feature map")
+        return captured[-1], scores
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """The decoder's reconstructions :math:`G(A(x))`, ``(N, 3, H, W)`` at the input's size."""
+        images = self._check_images(images)
+        features, _ = self._features_and_scores(images)
+        return self._decode(features, tuple(images.shape[-2:]))
+
+    def _decode(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        training = self.decoder.training
+        try:
+            self.decoder.eval()
+            with torch.no_grad():
+                rec = self.decoder(features)
+        finally:
+            self.decoder.train(training)
+        if not isinstance(rec, torch.Tensor) or rec.ndim != 4:
+            got = f"shape {tuple(rec.shape)}" if isinstance(rec, torch.Tensor) else type(rec).__name__
+            raise ValueError(f"decoder must return (N, C, H, W) images, got {got}")
+        if tuple(rec.shape[-2:]) != size:
+            rec = F.interpolate(rec, size=size, mode="bilinear", align_corners=False)
+        return rec.clamp(0, 1)
+
+    def explain(self, images: torch.Tensor, targets=None) -> PerceptionResult:
+        """The Perception Visualization of ``images`` for ``targets`` (``None``: the predicted classes)."""
+        images = self._check_images(images)
+        features, scores = self._features_and_scores(images)
+        predictions = scores.argmax(1)
+        t = self._resolve_targets(targets, scores)
+        maps = upsample_maps(self(images, t), tuple(images.shape[-2:]))
+        rec = self._decode(features, tuple(images.shape[-2:]))
+        return PerceptionResult(
+            visualizations=perception_visualization(rec, maps, self.neutral),
+            reconstructions=rec,
+            saliency=maps,
+            predictions=predictions,
+            targets=t,
+        )
+
+    def __repr__(self) -> str:
+        return (f"PerceptionVisualization({type(self.model).__name__}, target_layer={self.layer_name!r}, "
+                f"decoder={type(self.decoder).__name__}, saliency={type(self.saliency).__name__})")

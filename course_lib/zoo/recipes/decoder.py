@@ -1,0 +1,152 @@
+r"""Zoo recipe of Perception Visualization (chapter 8): a decoder that inverts ``shapes_gap``'s features.
+
+* ``shapes_gap_decoder`` — :class:`course_lib.saliency.perception.FeatureDecoder` trained to reconstruct
+  64×64 :class:`ShapesDataset` images from the output of ``shapes_gap``'s ``features`` (its last conv feature
+  map, 64×16×16), with the classifier frozen in eval mode:
+
+  .. math::
+
+      \min_G \frac{1}{N} \sum_{n} \big\| G\big(A(x_n)\big) - x_n \big\|_2^2 .
+
+  Held-out quality is reported as PSNR, :math:`10 \log_{10}(1 / \mathrm{MSE})` dB per image, and SSIM
+  (Wang et al., 2004; scikit-image's implementation), each averaged over the held-out images, next to the
+  same numbers for a 16×16 thumbnail of the image upsampled back (the resolution of the feature map).
+
+The training images come from seeds that neither ``shapes_gap``'s recipe nor the chapters use for held-out
+data. Every run is a pure function of the settings and the seed on the CPU (GPU kernels may differ in the
+last bits).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...data import ShapesDataset
+from ...saliency.perception import FeatureDecoder
+from ...training import fit
+
+SETTINGS: dict = {
+    "classifier": "shapes_gap", "target_layer": "features", "in_channels": 64,
+    "n_train": 10000, "train_seed": 300, "n_test": 1000, "test_seed": 301, "size": 64,
+    "width": 96, "upsamplings": 2,
+    "epochs": 20, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.0, "schedule": "cosine", "seed": 0,
+}
+
+
+class LayerInversion(nn.Module):
+    """``decoder(A(x))`` with ``A`` the output of ``classifier``'s ``target_layer``; the classifier stays frozen.
+
+    ``train()`` only ever puts the decoder in training mode: the classifier's batch-norm statistics must not
+    change, and no gradient flows into it.
+    """
+
+    def __init__(self, classifier: nn.Module, target_layer: str, decoder: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier.eval()
+        for p in self.classifier.parameters():
+            p.requires_grad_(False)
+        self.layer = dict(classifier.named_modules())[target_layer]
+        self.decoder = decoder
+
+    def train(self, mode: bool = True) -> LayerInversion:
+        self.training = mode
+        self.decoder.train(mode)
+        self.classifier.eval()
+        return self
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        captured: list[torch.Tensor] = []
+        handle = self.layer.register_forward_hook(lambda m, i, o: captured.append(o.detach().clone()))
+        try:
+            with torch.no_grad():
+                self.classifier(images)
+        finally:
+            handle.remove()
+        return captured[-1]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.features(images))
+
+
+def build(settings: dict = SETTINGS) -> FeatureDecoder:
+    return FeatureDecoder(settings["in_channels"], width=settings["width"], upsamplings=settings["upsamplings"])
+
+
+def _classifier(settings: dict, device) -> nn.Module:
+    from .. import load
+
+    return load(settings["classifier"], device=device)
+
+
+def train(model: FeatureDecoder, device, progress: bool = True, settings: dict = SETTINGS) -> dict:
+    """Train the decoder ``model`` in place (the classifier comes from the zoo, frozen)."""
+    device = torch.device(device) if device is not None else None
+    inversion = LayerInversion(_classifier(settings, device), settings["target_layer"], model)
+    images = ShapesDataset(settings["n_train"], size=settings["size"], seed=settings["train_seed"]).images
+    history = fit(
+        inversion, (images, images), epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
+        weight_decay=settings["weight_decay"], schedule=settings["schedule"], loss_fn=F.mse_loss, metrics={},
+        device=device, seed=settings["seed"], progress=progress,
+    )
+    return history
+
+
+def psnr(reconstructions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    r"""Per-image peak signal-to-noise ratio in dB for images in ``[0, 1]``: :math:`10\log_{10}(1/\mathrm{MSE})`."""
+    mse = (reconstructions - images).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+
+
+def ssim(reconstructions: torch.Tensor, images: torch.Tensor) -> np.ndarray:
+    """Per-image SSIM (scikit-image, data range 1, colour channels averaged)."""
+    from skimage.metrics import structural_similarity
+
+    a = reconstructions.detach().float().cpu().numpy()
+    b = images.detach().float().cpu().numpy()
+    return np.array([structural_similarity(x, y, data_range=1.0, channel_axis=0) for x, y in zip(a, b)])
+
+
+def reconstruction_quality(decoder: nn.Module, device=None, settings: dict = SETTINGS, batch_size: int = 250) -> dict:
+    """Held-out PSNR and SSIM of the decoder and of the 16×16-thumbnail baseline."""
+    device = torch.device(device) if device is not None else next(decoder.parameters()).device
+    decoder.to(device)
+    inversion = LayerInversion(_classifier(settings, device), settings["target_layer"], decoder).eval()
+    images = ShapesDataset(settings["n_test"], size=settings["size"], seed=settings["test_seed"]).images
+    recs = []
+    with torch.no_grad():
+        for i in range(0, images.shape[0], batch_size):
+            recs.append(inversion(images[i : i + batch_size].to(device)).cpu())
+    rec = torch.cat(recs).clamp(0, 1)
+    low = settings["size"] // 2 ** settings["upsamplings"]
+    thumb = F.interpolate(
+        F.interpolate(images, size=(low, low), mode="area"), size=images.shape[-2:], mode="bilinear", align_corners=False
+    ).clamp(0, 1)
+    return {
+        "psnr_db": round(float(psnr(rec, images).mean()), 3),
+        "ssim": round(float(ssim(rec, images).mean()), 4),
+        "thumbnail_psnr_db": round(float(psnr(thumb, images).mean()), 3),
+        "thumbnail_ssim": round(float(ssim(thumb, images).mean()), 4),
+        "n_test": int(images.shape[0]),
+    }
+
+
+def _recipes():
+    from .. import Recipe
+
+    return [
+        Recipe(
+            name="shapes_gap_decoder",
+            description="FeatureDecoder inverting shapes_gap's 'features' (64×16×16) to 64×64 images, MSE loss; "
+            "held-out PSNR and SSIM (Perception Visualization, chapter 8)",
+            build=lambda: build(SETTINGS),
+            train=lambda model, device, progress=True: train(model, device, progress, SETTINGS),
+            evaluate=lambda model, device=None: reconstruction_quality(model, device, SETTINGS),
+            settings=SETTINGS,
+        )
+    ]
+
+
+RECIPES = _recipes()

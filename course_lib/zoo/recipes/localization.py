@@ -1,0 +1,246 @@
+r"""Zoo recipes of chapter 4 (localization), and the script that measures its :math:`\alpha` sweep.
+
+* ``shapes_localizer`` — :class:`course_lib.localization.Localizer` on 64×64 :class:`ShapesDataset` images,
+  trained with :math:`L = L_\text{cls} + \alpha L_\text{box}` (cross-entropy + MSE).
+* ``shapes_quick_localizer`` — :class:`course_lib.localization.QuickLocalizer` (one sigmoid class output,
+  four sigmoid box outputs, binary cross-entropy) on the two-class subset circle (0) vs square (1).
+
+``python -m course_lib.zoo.recipes.localization sweep`` trains one :class:`Localizer` per weight
+:math:`\alpha` (plus a box-only run, :math:`L = L_\text{box}`) on the same data and budget and writes held-out
+accuracy and mean IoU to ``course_lib/zoo/checkpoints/localization_alpha_sweep.json``, which chapter 4 reads.
+
+Every run is a pure function of the settings below and the seed (on the CPU; GPU kernels may differ in the
+last bits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ...data import ShapesDataset
+from ...device import seed_everything
+from ...localization import (
+    Localizer,
+    QuickLocalizer,
+    evaluate_localizer,
+    multitask_loss,
+    paired_box_iou,
+    quick_loss,
+)
+from ...training import fit
+from .. import Recipe
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+LOCALIZER_SETTINGS: dict = {
+    "n_train": 20000, "train_seed": 100, "n_test": 2000, "test_seed": 101, "size": 64,
+    "width": 32, "norm": "batch", "blocks": [1, 2, 2], "grid": 4, "hidden": 64,
+    "alpha": 10.0, "box_loss": "mse", "epochs": 40, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-4,
+    "schedule": "cosine", "flips": True, "seed": 0,
+}
+QUICK_SETTINGS: dict = {
+    **LOCALIZER_SETTINGS, "n_train": 25000, "n_test": 5000, "classes": [0, 1], "alpha": 1.0, "epochs": 16,
+}
+SWEEP_SETTINGS: dict = {
+    **LOCALIZER_SETTINGS, "n_train": 5000, "epochs": 10, "alphas": [0.0, 0.1, 1.0, 10.0, 100.0],
+}
+
+
+# -------------------------------------------------------------------------------------------------- data
+class _Flips(Dataset):
+    """Random horizontal and vertical flips with the box flipped along (every shape class is symmetric under
+    flips up to its random rotation, so the label stays)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor, flips: bool) -> None:
+        self.images, self.labels, self.boxes, self.flips = images, labels, boxes, flips
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int):
+        x, b = self.images[i], self.boxes[i].clone()
+        if self.flips:
+            h, v = torch.rand(2).tolist()
+            if h < 0.5:
+                x, b[0] = x.flip(-1), 1 - b[0]
+            if v < 0.5:
+                x, b[1] = x.flip(-2), 1 - b[1]
+        return x, (self.labels[i], b)
+
+
+def shapes_split(settings: dict, part: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(images, labels, boxes)`` of the recipe's training (``part="train"``) or held-out set.
+
+    With ``settings["classes"]`` only those classes are kept (relabelled by their position in the list)."""
+    n, seed = (settings["n_train"], settings["train_seed"]) if part == "train" else (settings["n_test"], settings["test_seed"])
+    ds = ShapesDataset(n, size=settings["size"], seed=seed)
+    images, labels, boxes = ds.images, ds.labels, ds.boxes
+    if settings.get("classes") is not None:
+        keep = torch.isin(labels, torch.tensor(settings["classes"]))
+        images, labels, boxes = images[keep], labels[keep], boxes[keep]
+        labels = torch.searchsorted(torch.tensor(settings["classes"]), labels)
+    return images, labels, boxes
+
+
+# ------------------------------------------------------------------------------------------- objectives
+def _mean_iou(out, y) -> float:
+    pred = out[1] if out[0].ndim == 2 else torch.sigmoid(out[1])
+    pred = torch.cat([pred[:, :2], pred[:, 2:].clamp_min(1e-6)], dim=1)  # a box of no size covers nothing
+    return float(paired_box_iou(pred, y[1]).mean())
+
+
+def _accuracy(out, y) -> float:
+    pred = out[0].argmax(1) if out[0].ndim == 2 else (out[0] > 0).long()
+    return float((pred == y[0]).float().mean())
+
+
+def objective(kind: str = "multitask", alpha: float = 1.0, box_loss: str = "mse"):
+    """``(loss_fn, metrics)`` for :func:`course_lib.training.fit` on ``(image, (label, box))`` batches.
+
+    ``kind``: ``"multitask"`` (:func:`multitask_loss`), ``"box"`` (the box MSE alone) or ``"quick"``
+    (:func:`quick_loss`)."""
+    if kind == "multitask":
+        def loss_fn(out, y):
+            return multitask_loss(out[0], out[1], y[0], y[1], alpha=alpha, box_loss=box_loss).total
+    elif kind == "box":
+        def loss_fn(out, y):
+            return F.mse_loss(out[1], y[1])
+    elif kind == "quick":
+        def loss_fn(out, y):
+            return quick_loss(out[0], out[1], y[0], y[1], alpha=alpha).total
+    else:
+        raise ValueError(f"kind must be 'multitask', 'box' or 'quick', got {kind!r}")
+    return loss_fn, {"acc": _accuracy, "iou": _mean_iou}
+
+
+def train_localizer(model, settings: dict, device, progress: bool = True, kind: str = "multitask") -> dict:
+    """Train ``model`` in place on the recipe's data; return the training history."""
+    images, labels, boxes = shapes_split(settings, "train")
+    loss_fn, metrics = objective(kind, settings["alpha"], settings["box_loss"])
+    return fit(
+        model, _Flips(images, labels, boxes, settings["flips"]), epochs=settings["epochs"], lr=settings["lr"],
+        batch_size=settings["batch_size"], weight_decay=settings["weight_decay"], schedule=settings["schedule"],
+        loss_fn=loss_fn, metrics=metrics, device=device, seed=settings["seed"], progress=progress,
+    )
+
+
+def evaluate_on_test(model, settings: dict) -> dict:
+    """Held-out ``accuracy``, ``mean_iou``, ``correct_rate`` (class right and IoU >= 0.5) and ``n_test``."""
+    images, labels, boxes = shapes_split(settings, "test")
+    return {**evaluate_localizer(model, images, labels, boxes), "n_test": int(images.shape[0])}
+
+
+def _build_localizer(settings: dict = LOCALIZER_SETTINGS) -> Localizer:
+    seed_everything(settings["seed"])
+    return Localizer(num_classes=5, width=settings["width"], norm=settings["norm"], grid=settings["grid"],
+                     hidden=settings["hidden"], blocks=settings["blocks"])
+
+
+def _build_quick(settings: dict = QUICK_SETTINGS) -> QuickLocalizer:
+    seed_everything(settings["seed"])
+    return QuickLocalizer(width=settings["width"], norm=settings["norm"], grid=settings["grid"], hidden=settings["hidden"],
+                          blocks=settings["blocks"])
+
+
+# ------------------------------------------------------------------------------------------------- sweep
+def alpha_sweep(settings: dict = SWEEP_SETTINGS, device=None, progress: bool = True) -> dict:
+    r"""Train one :class:`Localizer` per :math:`\alpha` (and one on :math:`L_\text{box}` alone) with the same
+    data, budget and seed; return the settings and, per run, held-out accuracy and mean IoU."""
+    runs = []
+    plan = [("multitask", a) for a in settings["alphas"]] + [("box", None)]
+    for kind, alpha in plan:
+        model = _build_localizer(settings)
+        s = {**settings, "alpha": alpha if alpha is not None else 0.0}
+        start = time.perf_counter()
+        hist = train_localizer(model, s, device, progress=False, kind=kind)
+        result = evaluate_on_test(model, settings)
+        runs.append({"loss": "box only" if kind == "box" else "multitask", "alpha": alpha,
+                     "accuracy": result["accuracy"], "mean_iou": result["mean_iou"],
+                     "correct_rate": result["correct_rate"], "train_seconds": round(time.perf_counter() - start, 1),
+                     "final_train_loss": hist["train_loss"][-1]})
+        if progress:
+            print(json.dumps(runs[-1]), flush=True)  # one line per run: a sweep takes minutes on a CPU
+    return {"settings": {k: v for k, v in settings.items()}, "device": str(device), "runs": runs}
+
+
+def _recipe(name: str, description: str, settings: dict, quick: bool) -> Recipe:
+    kind = "quick" if quick else "multitask"
+
+    def build():
+        return (_build_quick if quick else _build_localizer)(settings)
+
+    def train(model, device, progress: bool = True) -> dict:
+        hist = train_localizer(model, settings, device, progress, kind=kind)
+        return {k: hist[k] for k in ("train_loss", "train_acc", "train_iou")}
+
+    def evaluate(model, device=None) -> dict:
+        return {f"heldout_{k}": v for k, v in evaluate_on_test(model, settings).items()}
+
+    return Recipe(name, description, build, train, evaluate, settings)
+
+
+RECIPES = [
+    _recipe("shapes_localizer", "Localizer (shared conv trunk, class head + box head) on 64×64 ShapesDataset, "
+            "L = cross-entropy + alpha·MSE", LOCALIZER_SETTINGS, quick=False),
+    _recipe("shapes_quick_localizer", "QuickLocalizer (sigmoid class + sigmoid box, binary cross-entropy) on "
+            "ShapesDataset circle (0) vs square (1)", QUICK_SETTINGS, quick=True),
+]
+
+
+def _override(settings: dict, pairs: list[str]) -> dict:
+    out = dict(settings)
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in out:
+            raise ValueError(f"--set {pair!r}: unknown setting {key!r}; known: {sorted(out)}")
+        out[key] = json.loads(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``sweep`` writes the alpha-sweep JSON; ``train NAME --out FILE [--set key=value ...]`` trains one recipe
+    with optional overrides (to explore settings) and saves its state dict and held-out metrics."""
+    parser = argparse.ArgumentParser(prog="python -m course_lib.zoo.recipes.localization")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sw = sub.add_parser("sweep", help="measure held-out accuracy and IoU for several alpha; write JSON")
+    sw.add_argument("--out", default=str(CHECKPOINTS / "localization_alpha_sweep.json"))
+    sw.add_argument("--device", default=None)
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
+    tr = sub.add_parser("train", help="train one recipe (with overrides); save state dict + metrics")
+    tr.add_argument("name", choices=["shapes_localizer", "shapes_quick_localizer"])
+    tr.add_argument("--out", required=True, help="path of the .pt file (metrics go beside it as .json)")
+    tr.add_argument("--device", default=None)
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
+    args = parser.parse_args(argv)
+    from ...device import get_device
+
+    device = torch.device(args.device) if args.device else get_device()
+    if args.cmd == "sweep":
+        result = alpha_sweep(_override(SWEEP_SETTINGS, args.set), device)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+        return 0
+    quick = args.name == "shapes_quick_localizer"
+    settings = _override(QUICK_SETTINGS if quick else LOCALIZER_SETTINGS, args.set)
+    model = (_build_quick if quick else _build_localizer)(settings)
+    start = time.perf_counter()
+    hist = train_localizer(model, settings, device, progress=False, kind="quick" if quick else "multitask")
+    metrics = {**evaluate_on_test(model, settings), "train_seconds": round(time.perf_counter() - start, 1)}
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, args.out)
+    report = {"name": args.name, "settings": settings, "device": str(device), "metrics": metrics,
+              "train_loss": hist["train_loss"], "train_iou": hist["train_iou"], "train_acc": hist["train_acc"]}
+    Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({"name": args.name, "set": args.set, **metrics}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

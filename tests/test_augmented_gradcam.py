@@ -1,0 +1,349 @@
+"""Augmented Grad-CAM: the operators D and A_l, the anisotropic TV and its subgradient, the solver, the explainer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib.saliency.augmented import (
+    affine_matrices,
+    augmentation_params,
+    downsample,
+    operator_matrix,
+    operator_norm_squared,
+    sr_objective,
+    super_resolve,
+    tv_l1,
+    tv_l1_subgradient,
+    warp,
+)
+from tests.conftest import assert_close
+
+
+def _identity(n: int = 1, size=(8, 8)) -> torch.Tensor:
+    return affine_matrices(torch.zeros(n), torch.zeros(n, 2), size)
+
+
+# ------------------------------------------------------------------------------------------ TV
+def test_tv_hand_computed():
+    # |1-0| + |3-3| along x, |3-0| + |3-1| along y
+    h = torch.tensor([[0.0, 1.0], [3.0, 3.0]])
+    assert float(tv_l1(h)) == 6.0
+    # a 3x3 ramp along x: 2 differences of 1 per row, 3 rows; nothing along y
+    ramp = torch.arange(3.0).repeat(3, 1)
+    assert float(tv_l1(ramp)) == 6.0
+    assert float(tv_l1(torch.full((5, 7), 2.5))) == 0.0
+
+
+def test_tv_batched_one_value_per_map():
+    h = torch.rand(2, 3, 6, 5)
+    tv = tv_l1(h)
+    assert tv.shape == (2, 3)
+    assert_close(tv[1, 2], tv_l1(h[1, 2]))
+
+
+def test_tv_subgradient_hand_computed():
+    # s^x = [[1], [0]], s^y = [[1, 1]]; d/dh_ij = s^x_{i,j-1} - s^x_ij + s^y_{i-1,j} - s^y_ij
+    h = torch.tensor([[0.0, 1.0], [3.0, 3.0]])
+    expected = torch.tensor([[-1.0 - 1.0, 1.0 - 1.0], [0.0 + 1.0, 0.0 + 1.0]])
+    assert torch.equal(tv_l1_subgradient(h), expected)
+
+
+def test_tv_subgradient_3x3_hand_computed():
+    h = torch.tensor([[0.0, 2.0, 1.0], [0.0, 0.0, 0.0], [5.0, 5.0, 6.0]])
+    # s^x rows: [1, -1], [0, 0], [0, 1];  s^y rows (i=0,1): [0, -1, -1], [1, 1, 1]
+    expected = torch.tensor(
+        [
+            [-1 + 0, 1 + 1 + 1, -1 + 1],
+            [0 - 1 + 0, 0 - 1 - 1, 0 - 1 - 1],
+            [0 + 1, 0 - 1 + 1, 1 + 1],
+        ],
+        dtype=torch.float32,
+    )
+    assert torch.equal(tv_l1_subgradient(h), expected)
+
+
+def test_tv_subgradient_equals_gradient_where_differentiable():
+    g = torch.Generator().manual_seed(1)
+    h = torch.rand(2, 7, 9, generator=g, dtype=torch.float64).requires_grad_(True)  # no ties almost surely
+    (grad,) = torch.autograd.grad(tv_l1(h).sum(), h)
+    assert_close(tv_l1_subgradient(h.detach()), grad)
+
+
+def test_tv_subgradient_inequality_at_kinks():
+    # a map with many ties (non-differentiable points): TV(y) >= TV(x) + <s, y - x> for any y
+    g = torch.Generator().manual_seed(2)
+    x = torch.randint(0, 3, (6, 6), generator=g).float()
+    s = tv_l1_subgradient(x)
+    for _ in range(50):
+        y = x + torch.randn(6, 6, generator=g)
+        assert float(tv_l1(y)) >= float(tv_l1(x) + (s * (y - x)).sum()) - 1e-5
+
+
+# ------------------------------------------------------------------------------------------ D
+def test_downsample_hand_computed_block_means():
+    x = torch.arange(16.0).reshape(4, 4)
+    expected = torch.tensor([[(0 + 1 + 4 + 5) / 4, (2 + 3 + 6 + 7) / 4], [(8 + 9 + 12 + 13) / 4, (10 + 11 + 14 + 15) / 4]])
+    assert torch.equal(downsample(x, (2, 2)), expected)
+
+
+def test_downsample_matches_reshape_mean_batched():
+    x = torch.rand(2, 3, 12, 8)
+    direct = x.reshape(2, 3, 3, 4, 2, 4).mean(dim=(3, 5))
+    assert_close(downsample(x, (3, 2)), direct)
+
+
+# ------------------------------------------------------------------------------------------ A_l
+def test_affine_identity_and_identity_warp():
+    assert torch.equal(_identity(1)[0], torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    x = torch.rand(2, 3, 5, 7)
+    assert_close(warp(x, _identity(1, (5, 7)))[:, 0], x)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_warp_quarter_turns_match_rot90(k):
+    x = torch.rand(2, 1, 6, 6)
+    theta = affine_matrices(torch.tensor([90.0 * k]), torch.zeros(1, 2), (6, 6))
+    assert_close(warp(x, theta)[:, 0], torch.rot90(x, k, dims=(-2, -1)), atol=1e-5, rtol=0)
+
+
+def test_warp_integer_shift_moves_content_with_zero_fill():
+    x = torch.arange(24.0).reshape(1, 1, 4, 6)
+    theta = affine_matrices(torch.zeros(1), torch.tensor([[2.0, 1.0]]), (4, 6))  # 2 px right, 1 px down
+    expected = torch.zeros_like(x)
+    expected[..., 1:, 2:] = x[..., :-1, :-2]
+    assert_close(warp(x, theta)[:, 0], expected, atol=1e-5, rtol=0)
+
+
+def test_warp_rotation_of_rectangular_image_keeps_pixel_geometry():
+    # a 180-degree turn of a 4x6 image is a flip of both axes, also when H != W
+    x = torch.rand(1, 2, 4, 6)
+    theta = affine_matrices(torch.tensor([180.0]), torch.zeros(1, 2), (4, 6))
+    assert_close(warp(x, theta)[:, 0], x.flip(-1, -2), atol=1e-5, rtol=0)
+
+
+def test_warp_batches_every_image_under_every_warp():
+    x = torch.rand(3, 2, 8, 8)
+    theta = affine_matrices(torch.tensor([0.0, 90.0]), torch.zeros(2, 2), (8, 8))
+    out = warp(x, theta)
+    assert out.shape == (3, 2, 2, 8, 8)
+    assert_close(out[2, 1], torch.rot90(x[2], 1, dims=(-2, -1)), atol=1e-5, rtol=0)
+
+
+def test_augmentation_params_identity_first_bounds_and_seed():
+    a1, s1 = augmentation_params(16, 20.0, 3.0, seed=7)
+    a2, s2 = augmentation_params(16, 20.0, 3.0, seed=7)
+    a3, _ = augmentation_params(16, 20.0, 3.0, seed=8)
+    assert float(a1[0]) == 0.0 and s1[0].tolist() == [0.0, 0.0]
+    assert bool((a1.abs() <= 20).all()) and bool((s1.abs() <= 3).all())
+    assert torch.equal(a1, a2) and torch.equal(s1, s2)
+    assert not torch.equal(a1, a3)
+    assert float(a1[1:].abs().max()) > 0
+
+
+@pytest.mark.parametrize(("size", "low"), [((16, 16), (4, 4)), ((12, 10), (5, 4))])
+def test_operator_matrix_equals_warp_then_downsample(size, low):
+    # the sparse M = [D A_1; ...; D A_L] against the direct computation, also for sizes that do not divide
+    theta = affine_matrices(*augmentation_params(5, 30.0, 3.0, seed=0), size)
+    matrix = operator_matrix(theta, size, low)
+    assert matrix.shape == (5 * low[0] * low[1], size[0] * size[1])
+    h = torch.rand(3, *size, dtype=torch.float64)
+    direct = downsample(warp(h[:, None], theta.double())[:, :, 0], low)
+    via_matrix = (operator_matrix(theta.double(), size, low) @ h.flatten(1).T).T.reshape(direct.shape)
+    assert_close(via_matrix, direct, atol=1e-12, rtol=0)
+
+
+def test_operator_norm_identity_block_average():
+    # D^T D for k x k block averaging has largest eigenvalue 1/k^2
+    assert operator_norm_squared(_identity(1, (12, 12)), (12, 12), (3, 3)) == pytest.approx(1 / 16, rel=1e-4)
+    # L identical warps: L / k^2
+    assert operator_norm_squared(_identity(3, (12, 12)), (12, 12), (3, 3)) == pytest.approx(3 / 16, rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ objective and solver
+def test_objective_hand_computed():
+    h = torch.zeros(1, 4, 4)
+    h[0, :2, :2] = 1.0  # D h = [[1, 0], [0, 0]]; TV = 2 + 2 = 4; ||h||^2 = 4
+    g = torch.zeros(1, 2, 2, 2)  # two identity "augmentations", both measuring zeros
+    theta = _identity(2, (4, 4))
+    value = sr_objective(h, g, theta, lambda_tv=0.5, mu=0.25)
+    assert_close(value, torch.tensor([2 * 1.0 + 0.5 * 4 + 0.25 * 4]))
+
+
+def test_identity_without_regularization_downsamples_back_to_gradcam():
+    g = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    out = super_resolve(g, _identity(1, (16, 16)), (16, 16), lambda_tv=0.0, mu=0.0, iterations=30)
+    assert_close(downsample(out.maps, (4, 4)), g[:, 0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("optimizer", ["subgradient", "adam"])
+def test_solver_objective_decreases(optimizer):
+    gen = torch.Generator().manual_seed(3)
+    theta = affine_matrices(*augmentation_params(6, 20.0, 2.0, generator=gen), (16, 16))
+    g = torch.rand(2, 6, 4, 4, generator=gen)
+    out = super_resolve(g, theta, (16, 16), lambda_tv=0.01, mu=0.001, iterations=40, optimizer=optimizer)
+    assert out.objective.shape == (41, 2)
+    assert bool((out.objective[-1] < out.objective[0]).all())
+    best = sr_objective(out.maps, g, theta, 0.01, 0.001)
+    assert_close(best, out.objective.min(0).values)
+
+
+def test_solver_recovers_consistent_measurements():
+    # measurements made by the model itself, g_l = D A_l h_true: the data term can be driven towards zero
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    h_true = torch.exp(-((xx - 6) ** 2 + (yy - 9) ** 2) / 18)[None]
+    theta = affine_matrices(*augmentation_params(8, 30.0, 3.0, seed=0), (16, 16))
+    g = downsample(warp(h_true[:, None], theta)[:, :, 0], (4, 4))
+    start = F.interpolate(g[:, :1], size=(16, 16), mode="bilinear", align_corners=False)[:, 0]
+    out = super_resolve(g, theta, (16, 16), lambda_tv=0.0, mu=0.0, iterations=200)
+    assert float(out.objective[-1, 0]) < 0.05 * float(sr_objective(start, g, theta)[0])
+    # and more augmentations constrain h better than the plain upsampling of g_1
+    assert float((out.maps - h_true).norm()) < float((start - h_true).norm())
+
+
+def test_solver_is_deterministic():
+    theta = affine_matrices(*augmentation_params(4, 15.0, 1.0, seed=1), (8, 8))
+    g = torch.rand(1, 4, 2, 2, generator=torch.Generator().manual_seed(1))
+    a = super_resolve(g, theta, (8, 8), iterations=10).maps
+    b = super_resolve(g, theta, (8, 8), iterations=10).maps
+    assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def test_bad_operator_input():
+    with pytest.raises(ValueError, match="n_augmentations must be >= 1"):
+        augmentation_params(0, 10.0, 1.0)
+    with pytest.raises(ValueError, match="max_angle must be >= 0"):
+        augmentation_params(3, -1.0, 1.0)
+    with pytest.raises(ValueError, match="shifts must have size 2 in dimension 1"):
+        affine_matrices(torch.zeros(2), torch.zeros(2, 3), (4, 4))
+    with pytest.raises(ValueError, match="theta must have size 3 in dimension 2"):
+        warp(torch.rand(1, 1, 4, 4), torch.zeros(1, 2, 2))
+    with pytest.raises(ValueError, match="x must be 4-D"):
+        warp(torch.rand(4, 4), _identity(1, (4, 4)))
+    with pytest.raises(ValueError, match="h contains 1 NaN"):
+        tv_l1(torch.tensor([[0.0, float("nan")]]))
+
+
+def test_bad_solver_input():
+    g = torch.rand(1, 2, 4, 4)
+    theta = _identity(2, (8, 8))
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        super_resolve(g, theta, (8, 8), optimizer="lbfgs")
+    with pytest.raises(ValueError, match="lambda_tv must be >= 0"):
+        super_resolve(g, theta, (8, 8), lambda_tv=-1.0)
+    with pytest.raises(ValueError, match="low_res must be 4-D"):
+        super_resolve(g[0], theta, (8, 8))
+    with pytest.raises(ValueError, match="theta must have size 2 in dimension 0"):
+        super_resolve(g, _identity(3, (8, 8)), (8, 8))
+    with pytest.raises(ValueError, match="must not be larger than the high-resolution map"):
+        super_resolve(g, theta, (2, 2))
+    with pytest.raises(ValueError, match="step_size must be > 0"):
+        super_resolve(g, theta, (8, 8), step_size=0.0)
+
+
+# ------------------------------------------------------------------------------------------ CPU / GPU parity
+@pytest.mark.cuda
+def test_solver_cpu_gpu_parity():
+    theta = affine_matrices(*augmentation_params(5, 20.0, 2.0, seed=0), (16, 16))
+    g = torch.rand(2, 5, 4, 4, generator=torch.Generator().manual_seed(0))
+    cpu = super_resolve(g, theta, (16, 16), lambda_tv=0.005, iterations=30).maps
+    gpu = super_resolve(g.cuda(), theta.cuda(), (16, 16), lambda_tv=0.005, iterations=30).maps
+    assert gpu.device.type == "cuda"
+    assert_close(gpu.cpu(), cpu, atol=1e-3, rtol=1e-3)
+
+
+# ------------------------------------------------------------------------------------------ the explainer
+def _model():
+    from course_lib.models import SmallCNN
+
+    torch.manual_seed(0)
+    return SmallCNN(num_classes=5, width=8).eval()
+
+
+def test_explainer_contract_and_determinism():
+    from course_lib.saliency import AugmentedGradCAM
+
+    model, x = _model(), torch.rand(3, 3, 32, 32)
+    explainer = AugmentedGradCAM(model, "features", n_augmentations=4, iterations=5, seed=3)
+    maps = explainer(x)
+    assert maps.shape == (3, 32, 32)
+    assert float(maps.min()) >= 0 and float(maps.max()) <= 1
+    assert torch.equal(maps, explainer(x))
+    assert set(explainer.last_timing) == {"gradcam_s", "solver_s", "total_s"}
+    assert explainer.last_solution.objective.shape == (6, 3)
+
+
+def test_low_resolution_maps_are_gradcam_of_each_warped_image_for_the_original_class():
+    from course_lib.saliency import AugmentedGradCAM, GradCAM
+
+    model, x = _model(), torch.rand(2, 3, 32, 32)
+    explainer = AugmentedGradCAM(model, "features", n_augmentations=3, max_angle=30.0, max_shift=3.0, seed=1)
+    with torch.no_grad():
+        classes = model(x).argmax(1)
+    g = explainer.low_resolution_maps(x, None)
+    assert g.shape == (2, 3, 8, 8)
+    theta = explainer.augmentations((32, 32))
+    reference = GradCAM(model, "features")
+    for l in range(3):
+        warped = warp(x, theta[l : l + 1])[:, 0]
+        expected = reference(warped, classes, upsample=False, normalize=False)
+        assert_close(g[:, l], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_single_identity_augmentation_without_regularization_downsamples_to_gradcam():
+    from course_lib.saliency import AugmentedGradCAM, GradCAM
+
+    model, x = _model(), torch.rand(2, 3, 32, 32)
+    raw_gradcam = GradCAM(model, "features")(x, upsample=False, normalize=False)
+    explainer = AugmentedGradCAM(model, "features", n_augmentations=1, lambda_tv=0.0, mu=0.0, iterations=50)
+    h = explainer(x, normalize=False)
+    assert h.shape == (2, 32, 32)
+    # the solver works on g / max(g_1); the explainer returns ReLU(h) in Grad-CAM's units
+    scale = raw_gradcam.flatten(1).amax(1)[:, None, None]
+    solution = explainer.last_solution.maps * scale
+    assert_close(h, torch.relu(solution))
+    assert_close(downsample(solution, (8, 8)), raw_gradcam, atol=1e-4 * float(raw_gradcam.max()), rtol=0)
+
+
+def test_explainer_leaves_model_state_alone():
+    from course_lib.saliency import AugmentedGradCAM
+
+    model = _model().train()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    AugmentedGradCAM(model, "features", n_augmentations=2, iterations=2)(torch.rand(1, 3, 32, 32))
+    assert model.training
+    assert all(p.requires_grad and torch.equal(p.grad, torch.ones_like(p)) for p in model.parameters())
+
+
+def test_explainer_bad_input():
+    from course_lib.saliency import AugmentedGradCAM
+
+    model = _model()
+    with pytest.raises(ValueError, match="n_augmentations must be >= 1"):
+        AugmentedGradCAM(model, "features", n_augmentations=0)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        AugmentedGradCAM(model, "features", optimizer="sgd")
+    with pytest.raises(ValueError, match="mu must be >= 0"):
+        AugmentedGradCAM(model, "features", mu=-0.1)
+    with pytest.raises(ValueError, match="target_layer='nope' is not a layer"):
+        AugmentedGradCAM(model, "nope")
+    explainer = AugmentedGradCAM(model, "features", n_augmentations=2, iterations=1)
+    with pytest.raises(ValueError, match="images must be 4-D"):
+        explainer(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match="targets must be class indices"):
+        explainer(torch.rand(1, 3, 32, 32), targets=7)
+
+
+@pytest.mark.cuda
+def test_explainer_cpu_gpu_parity():
+    from course_lib.saliency import AugmentedGradCAM
+
+    model, x = _model(), torch.rand(2, 3, 32, 32)
+    explainer = AugmentedGradCAM(model, "features", n_augmentations=4, iterations=20)
+    cpu = explainer(x)
+    gpu = AugmentedGradCAM(model.cuda(), "features", n_augmentations=4, iterations=20)(x.cuda())
+    assert gpu.device.type == "cuda"
+    assert_close(gpu.cpu(), cpu, atol=2e-3, rtol=0)

@@ -1,0 +1,487 @@
+"""Saliency explainers: CAM, Grad-CAM, Grad-CAM++, Smooth Grad-CAM++, RISE (course_lib.saliency)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from course_lib.models import SmallCNN
+from course_lib.saliency import CAM, RISE, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
+from course_lib.saliency.rise import rise_masks
+from tests.conftest import assert_close
+
+LAYER_METHODS = [CAM, GradCAM, GradCAMPlusPlus, lambda m, layer: SmoothGradCAMPlusPlus(m, layer, n_samples=2)]
+LAYER_IDS = ["cam", "gradcam", "gradcam++", "smooth"]
+
+
+# ---------------------------------------------------------------------- tiny fixed-weight model
+def tiny_model(inplace_relu: bool = False) -> nn.Sequential:
+    r"""x (1 channel, 2×2) -> 1×1 conv to two maps A^0 = x, A^1 = 5 - x -> flatten -> linear(8 -> 2).
+
+    The class scores are linear in A, so dy^c/dA^k_ij is the linear layer's weight V^c_kij:
+      class 0: V^0 = [[1, 1], [1, 1]] on A^0, [[0, 0], [0, -2]] on A^1
+      class 1: V^1 = [[3, 0], [0, 0]] on A^0, [[0, 0], [0, 2]] on A^1
+    """
+    conv = nn.Conv2d(1, 2, 1)
+    lin = nn.Linear(8, 2)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+        conv.bias.copy_(torch.tensor([0.0, 5.0]))
+        lin.weight.copy_(
+            torch.tensor([[1, 1, 1, 1, 0, 0, 0, -2], [3, 0, 0, 0, 0, 0, 0, 2]], dtype=torch.float32)
+        )
+        lin.bias.zero_()
+    layers = [conv]
+    if inplace_relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers, nn.Flatten(), lin)
+
+
+X_TINY = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+A0 = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+A1 = torch.tensor([[4.0, 3.0], [2.0, 1.0]])
+
+
+def test_gradcam_on_tiny_model_matches_hand_computation():
+    explainer = GradCAM(tiny_model(), "0")
+    raw0 = explainer(X_TINY, 0, upsample=False, normalize=False)[0]
+    raw1 = explainer(X_TINY, 1, upsample=False, normalize=False)[0]
+    # class 0: alpha = (mean V^0_0, mean V^0_1) = (1, -0.5); ReLU(A0 - 0.5 A1)
+    assert_close(raw0, torch.tensor([[0.0, 0.5], [2.0, 3.5]]))
+    # class 1: alpha = (3/4, 1/2)
+    assert_close(raw1, torch.tensor([[2.75, 3.0], [3.25, 3.5]]))
+
+
+def test_gradcam_plus_plus_on_tiny_model_matches_hand_computation():
+    explainer = GradCAMPlusPlus(tiny_model(), "0")
+    raw0 = explainer(X_TINY, 0, upsample=False, normalize=False)[0]
+    raw1 = explainer(X_TINY, 1, upsample=False, normalize=False)[0]
+    # sum_ab A^0 = sum_ab A^1 = 10.
+    # class 0, channel 0: g = 1 everywhere, alpha = 1 / (2 + 10) = 1/12, w0 = 4/12 = 1/3;
+    #          channel 1: g = -2 at one position, ReLU(g) = 0, w1 = 0.
+    assert_close(raw0, A0 / 3)
+    # class 1, channel 0: g = 3 at (0,0): alpha = 9 / (18 + 270) = 1/32, w0 = 3/32;
+    #          channel 1: g = 2 at (1,1): alpha = 4 / (8 + 80) = 1/22, w1 = 2/22.
+    assert_close(raw1, 3 / 32 * A0 + 2 / 22 * A1)
+
+
+def test_normalized_maps_of_tiny_model():
+    maps = GradCAM(tiny_model(), "0")(X_TINY, 0)  # upsampled to the input (2×2 already) and min-max normalized
+    assert_close(maps[0], torch.tensor([[0.0, 0.5], [2.0, 3.5]]) / 3.5)
+
+
+def test_inplace_relu_after_target_layer_gives_the_same_maps_as_out_of_place():
+    ref = tiny_model(inplace_relu=False)
+    ref.insert(1, nn.ReLU(inplace=False))
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])  # A^1 = 5 - x is negative at the last pixel
+    for method in (GradCAM, GradCAMPlusPlus):
+        got = method(tiny_model(inplace_relu=True), "0")(x, 1, upsample=False, normalize=False)
+        want = method(ref, "0")(x, 1, upsample=False, normalize=False)
+        assert_close(got, want)
+    # the captured activation is the layer's own output, not the ReLU's: class 1 weights A^1 with
+    # gradient 2 * 1[A^1 > 0] = 0 at (1,1), so channel 1 gets weight 0 and the map is ReLU(3/4 A^0)
+    assert_close(GradCAM(tiny_model(inplace_relu=True), "0")(x, 1, upsample=False, normalize=False)[0],
+                 0.75 * x[0, 0])
+
+
+def test_inplace_relu_as_target_layer():
+    model = SmallCNN(num_classes=5, width=8).eval()  # its ReLUs are in-place
+    x = torch.rand(2, 3, 32, 32)
+    relu_last = model.features[-1]
+    assert isinstance(relu_last, nn.ReLU) and relu_last.inplace
+    assert_close(GradCAM(model, relu_last)(x), GradCAM(model, "features")(x))
+
+
+# ---------------------------------------------------------------------- CAM = Grad-CAM on GAP + linear
+def test_cam_equals_gradcam_on_gap_linear_model():
+    model = SmallCNN(num_classes=5, width=8, pool="avg").eval()
+    x = torch.rand(3, 3, 32, 32)
+    targets = torch.tensor([0, 3, 4])
+    cam_raw = CAM(model, "features")(x, targets, upsample=False, normalize=False)
+    grad_raw = GradCAM(model, "features")(x, targets, upsample=False, normalize=False)
+    z = cam_raw.shape[-1] * cam_raw.shape[-2]
+    assert_close(grad_raw * z, cam_raw, atol=1e-6, rtol=1e-4)  # dy/dA = w / Z
+    assert_close(GradCAM(model, "features")(x), CAM(model, "features")(x), atol=1e-5, rtol=1e-4)
+
+
+def test_cam_equals_gradcam_on_torchvision_resnet18():
+    model = torchvision.models.resnet18(weights=None, num_classes=7).eval()
+    x = torch.rand(2, 3, 64, 64)
+    assert_close(CAM(model, "layer4", fc="fc")(x), GradCAM(model, model.layer4)(x), atol=1e-5, rtol=1e-4)
+
+
+def test_gradcam_matches_plain_autograd_on_resnet18():
+    """Reference: run the trunk, make layer4's output a leaf, run the head, backpropagate with torch."""
+    torch.manual_seed(1)
+    model = torchvision.models.resnet18(weights=None, num_classes=6).eval()
+    x = torch.rand(2, 3, 64, 64)
+    trunk = nn.Sequential(*list(model.children())[:-2])
+    with torch.no_grad():
+        a = trunk(x)
+    a.requires_grad_(True)
+    logits = model.fc(torch.flatten(model.avgpool(a), 1))
+    target = logits.argmax(1)
+    (g,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), a)
+    want = torch.relu((g.mean((2, 3))[:, :, None, None] * a).sum(1)).detach()
+    got = GradCAM(model, "layer4")(x, upsample=False, normalize=False)
+    assert_close(got, want, atol=1e-6, rtol=1e-4)
+    # Grad-CAM++ from the same gradients, with the closed form written out here
+    g2, g3 = g**2, g**3
+    denom = 2 * g2 + a.detach().sum((2, 3), keepdim=True) * g3
+    alpha = torch.where(g != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(g))
+    w = (alpha * torch.relu(g)).sum((2, 3))
+    want_pp = torch.relu((w[:, :, None, None] * a.detach()).sum(1))
+    assert_close(GradCAMPlusPlus(model, "layer4")(x, upsample=False, normalize=False), want_pp, atol=1e-6, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------- contract
+@pytest.mark.parametrize("method", LAYER_METHODS, ids=LAYER_IDS)
+def test_output_contract(method):
+    model = SmallCNN(num_classes=5, width=8).eval()
+    x = torch.rand(3, 3, 32, 32)
+    maps = method(model, "features")(x)
+    assert maps.shape == (3, 32, 32) and maps.dtype == x.dtype
+    assert float(maps.min()) >= 0 and float(maps.max()) <= 1
+    raw = method(model, "features")(x, upsample=False, normalize=False)
+    assert raw.shape == (3, 8, 8) and float(raw.min()) >= 0
+    # the default target is the arg-max class, an int applies to every image, a tensor per image
+    top = model(x).argmax(1)
+    assert_close(method(model, "features")(x), method(model, "features")(x, top))
+    one = method(model, "features")(x, 2)
+    assert_close(one, method(model, "features")(x, torch.full((3,), 2)))
+
+
+@pytest.mark.parametrize("method", [GradCAM, GradCAMPlusPlus], ids=["gradcam", "gradcam++"])
+def test_batch_equals_single_images(method):
+    model = SmallCNN(num_classes=5, width=8, norm="batch").eval()
+    x = torch.rand(4, 3, 32, 32)
+    together = method(model, "features")(x, torch.tensor([0, 1, 2, 3]))
+    alone = torch.cat([method(model, "features")(x[i : i + 1], i) for i in range(4)])
+    assert_close(together, alone, atol=1e-5, rtol=1e-4)
+
+
+def test_constant_map_gives_zeros_not_nan():
+    model = SmallCNN(num_classes=5, width=8).eval()
+    with torch.no_grad():
+        model.fc.weight.zero_()
+    for method in (CAM, GradCAM, GradCAMPlusPlus):
+        maps = method(model, "features")(torch.rand(2, 3, 32, 32))
+        assert not torch.isnan(maps).any()
+        assert float(maps.abs().max()) == 0.0
+
+
+def test_works_under_no_grad_and_with_input_requiring_grad():
+    model = SmallCNN(num_classes=5, width=8).eval()
+    x = torch.rand(2, 3, 32, 32)
+    want = GradCAM(model, "features")(x)
+    with torch.no_grad():
+        assert_close(GradCAM(model, "features")(x), want)
+    xg = x.clone().requires_grad_(True)
+    assert_close(GradCAM(model, "features")(xg), want)
+    assert xg.grad is None
+
+
+class _NoBackward(torch.autograd.Function):
+    """Identity whose backward must never run: placed before the target layer, it proves that the
+    explainer does not backpropagate to the input."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise AssertionError("backward reached the layers before the target layer")
+
+
+class _Guarded(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(_NoBackward.apply(x))
+
+
+@pytest.mark.parametrize("method", [GradCAM, GradCAMPlusPlus], ids=["gradcam", "gradcam++"])
+def test_backward_stops_at_the_target_layer(method):
+    model = _Guarded(SmallCNN(num_classes=5, width=8)).eval()
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)  # even an input that requires grad is not reached
+    maps = method(model, "model.features")(x)
+    assert maps.shape == (2, 32, 32)
+    # the same guard does fire for a plain backward pass through the model
+    with pytest.raises(AssertionError, match="backward reached"):
+        model(x).sum().backward()
+
+
+# ---------------------------------------------------------------------- state left as found
+def _hooks(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("method", LAYER_METHODS, ids=LAYER_IDS)
+def test_state_is_restored(method):
+    model = SmallCNN(num_classes=5, width=8)
+    model.train()
+    model.features[1].eval()  # a mixed state must come back exactly
+    modes = [m.training for m in model.modules()]
+    model.fc.weight.requires_grad_(False)
+    flags = [p.requires_grad for p in model.parameters()]
+    grad = torch.full_like(model.features[0].weight, 7.0)
+    model.features[0].weight.grad = grad
+    running = model.features[1].running_mean.clone()
+    x = torch.rand(2, 3, 32, 32)
+    method(model, "features")(x)
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert model.features[0].weight.grad is grad and bool((grad == 7).all())
+    assert all(p.grad is None for n, p in model.named_parameters() if n != "features.0.weight")
+    assert _hooks(model) == 0
+    assert torch.equal(model.features[1].running_mean, running)  # ran in eval mode: no statistics update
+
+
+@pytest.mark.parametrize("method", LAYER_METHODS + [lambda m, layer: RISE(m, n_masks=8, batch_size=4)],
+                         ids=LAYER_IDS + ["rise"])
+def test_state_is_restored_after_an_exception(method):
+    model = SmallCNN(num_classes=5, width=8).train()
+    flags = [p.requires_grad for p in model.parameters()]
+    explainer = method(model, "features")
+    with pytest.raises(ValueError, match=r"targets must be class indices in \[0, 5\)"):
+        explainer(torch.rand(2, 3, 32, 32), targets=5)  # fails after the forward pass
+    assert _hooks(model) == 0
+    assert model.training and all(m.training for m in model.modules())
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_module_called_twice_uses_last_call():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+            self.head = nn.Linear(2, 3)
+
+        def forward(self, x):
+            a = self.conv(self.conv(x))
+            return self.head(a.mean((2, 3)))
+
+    model = Twice().eval()
+    x = torch.rand(1, 2, 4, 4)
+    with torch.no_grad():
+        a_last = model.conv(model.conv(x))
+    raw = CAM(model, "conv")(x, 0, upsample=False, normalize=False)
+    assert_close(raw[0], torch.relu(torch.einsum("k,khw->hw", model.head.weight[0], a_last[0])))
+
+
+# ---------------------------------------------------------------------- bad input
+def test_bad_input_errors():
+    model = SmallCNN(num_classes=5, width=8).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"target_layer='nope' is not a layer of the model"):
+        GradCAM(model, "nope")
+    with pytest.raises(ValueError, match=r"target_layer \(Conv2d\) is not a submodule of the model"):
+        GradCAM(model, nn.Conv2d(3, 3, 1))
+    with pytest.raises(TypeError, match="target_layer must be an nn.Module of the model or its dotted name"):
+        GradCAM(model, 3)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        GradCAM("model", "features")
+    explainer = GradCAM(model, "features")
+    with pytest.raises(ValueError, match=r"targets must be class indices in \[0, 5\), got \[0, 5\]"):
+        explainer(x, torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match=r"targets must be non-negative class indices, got \[-1, -1\]"):
+        explainer(x, -1)
+    with pytest.raises(ValueError, match=r"targets must have shape \(2,\)"):
+        explainer(x, torch.tensor([0, 1, 2]))
+    with pytest.raises(TypeError, match="targets must hold integers"):
+        explainer(x, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"images must be 4-D, got a torch.float32 tensor of shape \(3, 32, 32\)"):
+        explainer(x[0])
+    with pytest.raises(ValueError, match="images contains 1 NaN or infinite value"):
+        bad = x.clone()
+        bad[0, 0, 0, 0] = float("nan")
+        explainer(bad)
+    with pytest.raises(ValueError, match="images must not be empty"):
+        explainer(x[:0])
+    with pytest.raises(ValueError, match=r"images must have 3 channels \(the model's first convolution takes 3\)"):
+        explainer(torch.rand(2, 1, 32, 32))
+    with pytest.raises(TypeError, match="images must have a floating-point dtype"):
+        explainer(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"target_layer 'fc' must output an \(N, K, h, w\) feature map"):
+        GradCAM(model, "fc")(x)
+
+
+def test_cam_needs_a_linear_head():
+    no_linear = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 5, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ValueError, match="CAM needs a linear layer after global average pooling"):
+        CAM(no_linear, "1")
+    deep_head = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)
+    )
+    with pytest.raises(ValueError, match=r"fc takes 6 features but target_layer '1' has 4 feature maps"):
+        CAM(deep_head, "1")(torch.rand(1, 3, 8, 8))
+    with pytest.raises(TypeError, match="fc must be an nn.Linear"):
+        CAM(deep_head, "1", fc="0")
+
+
+def test_target_layer_not_used_or_not_differentiable():
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.spare = nn.Conv2d(3, 4, 1)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).mean((2, 3)))
+
+    with pytest.raises(ValueError, match="target_layer 'spare' was not called during the model's forward pass"):
+        GradCAM(Unused(), "spare")(torch.rand(1, 3, 4, 4))
+
+    class Detached(Unused):
+        def forward(self, x):
+            return self.fc(self.conv(x).detach().mean((2, 3)))
+
+    with pytest.raises(ValueError, match="do not depend differentiably on target_layer 'conv'"):
+        GradCAM(Detached(), "conv")(torch.rand(1, 3, 4, 4))
+
+
+def test_model_must_return_scores():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU())
+    with pytest.raises(ValueError, match=r"model must return \(N, num_classes\) scores"):
+        GradCAM(model, "0")(torch.rand(1, 3, 4, 4))
+
+
+def test_constructor_argument_errors():
+    model = SmallCNN(num_classes=5, width=8)
+    with pytest.raises(ValueError, match="n_samples must be >= 1"):
+        SmoothGradCAMPlusPlus(model, "features", n_samples=0)
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        SmoothGradCAMPlusPlus(model, "features", sigma=-0.1)
+    with pytest.raises(ValueError, match=r"p must be in \(0, 1\)"):
+        RISE(model, p=1.0)
+    with pytest.raises(ValueError, match="n_masks must be >= 1"):
+        RISE(model, n_masks=0)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        RISE(model, seed=0.5)
+
+
+# ---------------------------------------------------------------------- Smooth Grad-CAM++
+def test_smooth_gradcam_plus_plus():
+    model = SmallCNN(num_classes=5, width=8).eval()
+    x = torch.rand(2, 3, 32, 32)
+    plain = GradCAMPlusPlus(model, "features")(x, upsample=False, normalize=False)
+    # without noise every copy is the image itself
+    zero = SmoothGradCAMPlusPlus(model, "features", n_samples=3, sigma=0.0)(x, upsample=False, normalize=False)
+    assert_close(zero, plain, atol=1e-6, rtol=1e-5)
+    # one copy: Grad-CAM++ of x + sigma * noise, the noise drawn from a CPU generator with the seed
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
+    targets = model(x).argmax(1)  # the class of the clean image
+    want = GradCAMPlusPlus(model, "features")(x + 0.2 * noise, targets, upsample=False, normalize=False)
+    got = SmoothGradCAMPlusPlus(model, "features", n_samples=1, sigma=0.2, seed=5)(x, upsample=False, normalize=False)
+    assert_close(got, want, atol=1e-6, rtol=1e-5)
+    # the average of n copies; the same seed gives the same maps, another seed others
+    smooth = SmoothGradCAMPlusPlus(model, "features", n_samples=4, sigma=0.2, seed=1)
+    assert torch.equal(smooth(x), smooth(x))
+    other = SmoothGradCAMPlusPlus(model, "features", n_samples=4, sigma=0.2, seed=2)(x)
+    assert not torch.allclose(smooth(x), other)
+
+
+# ---------------------------------------------------------------------- RISE
+class RegionModel(nn.Module):
+    """Softmax probability of class 0 = the mean of channel 0 over rows r0:r1 and columns c0:c1."""
+
+    def __init__(self, rows=(2, 6), cols=(8, 14)):
+        super().__init__()
+        self.rows, self.cols = rows, cols
+
+    def forward(self, x):
+        m = x[:, 0, self.rows[0] : self.rows[1], self.cols[0] : self.cols[1]].mean((1, 2)).clamp(1e-6, 1 - 1e-6)
+        return torch.stack([m.log(), (1 - m).log()], dim=1)
+
+
+def test_rise_puts_its_mass_in_the_region_the_score_reads():
+    model = RegionModel()
+    x = torch.ones(1, 3, 16, 16)
+    maps = RISE(model, n_masks=2000, grid_size=4, p=0.5, batch_size=500, seed=0)(x, 0)[0]
+    inside = torch.zeros(16, 16, dtype=torch.bool)
+    inside[2:6, 8:14] = True
+    assert float(maps[inside].mean()) > float(maps[~inside].mean()) + 0.3
+    peak = int(maps.argmax())
+    assert inside.flatten()[peak]
+    # far from the region the estimate is the mean score, E[f(x * M)] = E[mean of M over the region] = p
+    raw = RISE(model, n_masks=2000, grid_size=4, p=0.5, batch_size=500, seed=0)(x, 0, normalize=False)[0]
+    assert abs(float(raw[12:, :4].mean()) - 0.5) < 0.05
+
+
+def test_rise_equals_its_estimator_on_given_masks():
+    model = SmallCNN(num_classes=5, width=8).eval()
+    x = torch.rand(2, 3, 16, 16)
+    n, p = 40, 0.4
+    masks = rise_masks(n, (16, 16), grid_size=3, p=p, seed=3)
+    t = torch.tensor([1, 4])
+    with torch.no_grad():
+        want = torch.stack(
+            [
+                torch.einsum("m,mhw->hw", torch.softmax(model(x[i] * masks[:, None]), 1)[:, t[i]], masks) / (n * p)
+                for i in range(2)
+            ]
+        )
+    got = RISE(model, n_masks=n, grid_size=3, p=p, batch_size=16, seed=3)(x, t, normalize=False)
+    assert_close(got, want, atol=1e-6, rtol=1e-5)
+    # the masks, hence the maps, do not depend on the batch size
+    again = RISE(model, n_masks=n, grid_size=3, p=p, batch_size=7, seed=3)(x, t, normalize=False)
+    assert_close(again, got, atol=1e-6, rtol=1e-5)
+
+
+def test_rise_masks():
+    m = rise_masks(4000, (20, 30), grid_size=5, p=0.3, seed=0)
+    assert m.shape == (4000, 20, 30)
+    assert float(m.min()) >= 0 and float(m.max()) <= 1
+    assert abs(float(m.mean()) - 0.3) < 0.02  # E[M(lambda)] = p
+    assert torch.equal(rise_masks(5, 16, seed=1), rise_masks(5, 16, seed=1))
+    assert not torch.equal(rise_masks(5, 16, seed=1), rise_masks(5, 16, seed=2))
+    # a grid with every cell kept is all ones after upsampling and cropping
+    assert_close(rise_masks(3, 16, grid_size=4, p=1.0), torch.ones(3, 16, 16))
+    # the masks are smooth: neighbouring pixels differ by at most one bilinear step of the upsampled grid
+    steps = m[:, :, 1:] - m[:, :, :-1]
+    assert float(steps.abs().max()) <= 1 / 6 + 1e-6  # cell size ceil(30/5) = 6 pixels
+
+
+# ---------------------------------------------------------------------- CPU / GPU parity
+@pytest.mark.cuda
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: CAM(m, "features"),
+        lambda m: GradCAM(m, "features"),
+        lambda m: GradCAMPlusPlus(m, "features"),
+        lambda m: SmoothGradCAMPlusPlus(m, "features", n_samples=3, sigma=0.0, seed=0),
+        lambda m: RISE(m, n_masks=64, grid_size=4, batch_size=32, seed=0),
+    ],
+    ids=["cam", "gradcam", "gradcam++", "smooth-no-noise", "rise"],
+)
+def test_cpu_gpu_parity(make):
+    model = SmallCNN(num_classes=5, width=8).eval()
+    x = torch.rand(3, 3, 32, 32)
+    cpu = make(model)(x)
+    model_gpu = model.to("cuda")
+    gpu = make(model_gpu)(x.to("cuda"))
+    assert gpu.device.type == "cuda"
+    assert_close(gpu.cpu(), cpu, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.cuda
+def test_smooth_gradcam_plus_plus_on_cuda_draws_its_noise_there():
+    """On a GPU the noise comes from a CUDA generator seeded with ``seed``; the maps equal Grad-CAM++ of the
+    noisy copy computed on the CPU."""
+    model = SmallCNN(num_classes=5, width=8).eval()
+    x = torch.rand(2, 3, 32, 32)
+    targets = model(x).argmax(1)
+    noise = torch.randn(x.shape, generator=torch.Generator("cuda").manual_seed(5), device="cuda")
+    want = GradCAMPlusPlus(model, "features")(x + 0.2 * noise.cpu(), targets, upsample=False, normalize=False)
+    model_gpu = model.to("cuda")
+    smooth = SmoothGradCAMPlusPlus(model_gpu, "features", n_samples=1, sigma=0.2, seed=5)
+    got = smooth(x.cuda(), upsample=False, normalize=False)
+    assert torch.equal(got, smooth(x.cuda(), upsample=False, normalize=False))
+    assert_close(got.cpu(), want, atol=1e-4, rtol=1e-3)
