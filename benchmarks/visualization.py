@@ -49,8 +49,8 @@ def main() -> None:
     print(f"device: {device}")
     for name, layer, size in (("resnet18", "layer4", 224), ("vgg16", "features", 224)):
         model = getattr(torchvision.models, name)(weights=None).to(device).eval()
-        t_analytic = _best_of(lambda: receptive_field(model, layer, input_size=size), repeat=5)
-        t_empirical = _best_of(lambda: _empirical(model, layer, size, device), repeat=2)
+        t_analytic = _best_of(lambda m=model, n=layer, s=size: receptive_field(m, n, input_size=s), repeat=5)
+        t_empirical = _best_of(lambda m=model, n=layer, s=size: _empirical(m, n, s, device), repeat=2)
         print(f"receptive field of {name}.{layer}: analytic {t_analytic * 1e3:.2f} ms, empirical "
               f"{t_empirical * 1e3:.1f} ms, ratio empirical/analytic {t_empirical / t_analytic:.0f}x")
 
@@ -64,8 +64,8 @@ def main() -> None:
 
     steps = 50
     for batch in (1, 5):
-        t = _best_of(lambda: activation_maximization(model, list(range(batch)), steps=steps, tv=0.01, jitter=2,
-                                                     progress=False), repeat=2)  # fmt: skip
+        t = _best_of(lambda b=batch: activation_maximization(model, list(range(b)), steps=steps, tv=0.01, jitter=2,
+                                                             progress=False), repeat=2)  # fmt: skip
         print(f"activation maximization, SmallCNN 64x64, {batch} target(s): {t / steps * 1e3:.1f} ms per step")
 
 

@@ -152,26 +152,9 @@ class PoseFiguresDataset(Dataset):
 
     # ------------------------------------------------------------------ generation
     def _backgrounds(self, g: torch.Generator) -> torch.Tensor:
-        from .data import PHOTO_NAMES, _photo_small
+        from .data import random_photo_crops
 
-        n, s = self.n, self.size
-        out = torch.empty(n, 3, s, s)
-        which = torch.randint(len(PHOTO_NAMES), (n,), generator=g)
-        frac = torch.empty(n).uniform_(0.3, 0.7, generator=g)
-        ox, oy = torch.rand(n, generator=g), torch.rand(n, generator=g)
-        flip = torch.rand(n, generator=g) < 0.5
-        for p, name in enumerate(PHOTO_NAMES):
-            idx = torch.nonzero(which == p).flatten()
-            if idx.numel() == 0:
-                continue
-            photo = _photo_small(name)
-            _, ph, pw = photo.shape
-            side = frac[idx] * min(ph, pw)
-            x1, y1 = ox[idx] * (pw - side), oy[idx] * (ph - side)
-            rois = torch.stack([torch.zeros_like(x1), x1, y1, x1 + side, y1 + side], dim=1)
-            out[idx] = roi_align(photo[None], rois, output_size=(s, s), spatial_scale=1.0, sampling_ratio=2,
-                                 aligned=True)
-        out[flip] = out[flip].flip(-1)
+        out = random_photo_crops(self.n, self.size, g, crop_range=(0.3, 0.7), sampling_ratio=2)
         # soften the photo's contrast a little so that the figure reads as the foreground
         return (0.5 + 0.75 * (out - 0.5)).clamp_(0, 1)
 

@@ -159,6 +159,38 @@ def _shape_distance(cls: torch.Tensor, u: torch.Tensor, v: torch.Tensor, r: torc
     return out
 
 
+def random_photo_crops(
+    n: int, size: int, generator: torch.Generator, crop_range: tuple[float, float] = (0.25, 0.6), sampling_ratio: int = 1
+) -> torch.Tensor:
+    """``n`` random square crops of the course photos, resized to ``size × size``, half of them mirrored.
+
+    Each crop takes a random photo of :data:`PHOTO_NAMES`, a side of ``crop_range`` times the photo's short side
+    and a random position; all crops of one photo are resampled in one batched ``roi_align`` call.
+
+    Returns:
+        ``(n, 3, size, size)`` float32 in ``[0, 1]``.
+    """
+    out = torch.empty(n, 3, size, size)
+    which = torch.randint(len(PHOTO_NAMES), (n,), generator=generator)
+    crop_frac = torch.empty(n).uniform_(*crop_range, generator=generator)
+    ox, oy = torch.rand(n, generator=generator), torch.rand(n, generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    for p, name in enumerate(PHOTO_NAMES):
+        idx = torch.nonzero(which == p).flatten()
+        if idx.numel() == 0:
+            continue
+        photo = _photo_small(name)
+        _, ph, pw = photo.shape
+        side = crop_frac[idx] * min(ph, pw)
+        x1 = ox[idx] * (pw - side)
+        y1 = oy[idx] * (ph - side)
+        rois = torch.stack([torch.zeros_like(x1), x1, y1, x1 + side, y1 + side], dim=1)
+        out[idx] = roi_align(photo[None], rois, output_size=(size, size), spatial_scale=1.0,
+                             sampling_ratio=sampling_ratio, aligned=True)
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
 class ShapesDataset(Dataset):
     r"""Coloured shapes on real-photo backgrounds, with class, box and mask ground truth.
 
@@ -228,25 +260,7 @@ class ShapesDataset(Dataset):
 
     # ------------------------------------------------------------------ generation
     def _backgrounds(self, g: torch.Generator) -> torch.Tensor:
-        n, s = self.n, self.size
-        out = torch.empty(n, 3, s, s)
-        which = torch.randint(len(PHOTO_NAMES), (n,), generator=g)
-        crop_frac = torch.empty(n).uniform_(0.25, 0.6, generator=g)
-        ox, oy = torch.rand(n, generator=g), torch.rand(n, generator=g)
-        flip = torch.rand(n, generator=g) < 0.5
-        for p, name in enumerate(PHOTO_NAMES):
-            idx = torch.nonzero(which == p).flatten()
-            if idx.numel() == 0:
-                continue
-            photo = _photo_small(name)
-            _, ph, pw = photo.shape
-            side = crop_frac[idx] * min(ph, pw)
-            x1 = ox[idx] * (pw - side)
-            y1 = oy[idx] * (ph - side)
-            rois = torch.stack([torch.zeros_like(x1), x1, y1, x1 + side, y1 + side], dim=1)
-            out[idx] = roi_align(photo[None], rois, output_size=(s, s), spatial_scale=1.0, sampling_ratio=1, aligned=True)
-        out[flip] = out[flip].flip(-1)
-        return out
+        return random_photo_crops(self.n, self.size, g, crop_range=(0.25, 0.6))
 
     def _draw_classes(self, g: torch.Generator) -> torch.Tensor:
         n, k, c = self.n, self.n_objects, len(SHAPE_CLASSES)

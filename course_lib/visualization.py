@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,7 +125,7 @@ def filter_grid(layer, nrow: int = 8, scale: int = 6, padding: int = 1) -> np.nd
 
     Example:
         >>> filter_grid(nn.Conv2d(3, 16, 3), nrow=8, scale=4, padding=1).shape
-        (29, 105, 3)
+        (27, 105, 3)
     """
     from .plotting import image_grid
 
@@ -177,7 +177,8 @@ class ReceptiveField:
 
     def center(self, row: int, col: int) -> tuple[float, float]:
         """Input coordinates ``(y, x)`` of the centre of unit ``(row, col)``'s region."""
-        return tuple(a + i * j + (r - 1) / 2 for a, i, j, r in zip(self.start, (row, col), self.jump, self.size))
+        pos = (row, col)
+        return tuple(self.start[k] + pos[k] * self.jump[k] + (self.size[k] - 1) / 2 for k in range(2))
 
     def box(self, row: int, col: int, image_size: int | tuple[int, int] | None = None) -> tuple[int, int, int, int]:
         """Pixel box ``(x1, y1, x2, y2)`` (end exclusive) of unit ``(row, col)``; clipped to ``image_size``.
@@ -399,7 +400,6 @@ class _LayerProbe:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.layer = None if layer is None else resolve_layer(model, layer, name="layer")
-        self.layer_name = layer if isinstance(layer, str) else None
 
     @property
     def device(self) -> torch.device:
@@ -417,9 +417,8 @@ class _LayerProbe:
 
         handle = self.layer.register_forward_hook(hook)
         try:
-            self.model(x)
-        except _StopForward:
-            pass
+            with suppress(_StopForward):
+                self.model(x)
         finally:
             handle.remove()
         if not captured:
@@ -560,7 +559,7 @@ def _rank(acts: torch.Tensor, k: int, per_image: bool, fmap_w: int, field: Recep
     rows, cols = flat_pos // fmap_w, flat_pos % fmap_w
     h, w = images.shape[-2:]
     (rh, rw), boxes, patches = field.size, [], []
-    for n, i, j in zip(idx.tolist(), rows.tolist(), cols.tolist()):
+    for n, i, j in zip(idx.tolist(), rows.tolist(), cols.tolist(), strict=True):
         x1, y1, x2, y2 = field.box(i, j, image_size=(h, w))
         boxes.append([(x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (y2 - y1) / h, (x2 - x1) / w])
         ay, ax = field.start[0] + i * field.jump[0], field.start[1] + j * field.jump[1]

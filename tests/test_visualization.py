@@ -9,6 +9,7 @@ covers exactly the pixels that *can* win the max).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -99,9 +100,8 @@ def _empirical_boxes(model: nn.Module, layer: str, size: int, thin: bool = False
 
     handle = module.register_forward_hook(hook)
     try:
-        model(x)
-    except _Stop:
-        pass
+        with contextlib.suppress(_Stop):
+            model(x)
     finally:
         handle.remove()
     out = captured[0]
@@ -320,7 +320,7 @@ def test_patches_lie_inside_the_image_and_show_its_pixels():
     assert bool(((x - w / 2) >= 0).all() and ((x + w / 2) <= 1).all() and ((y - h / 2) >= 0).all())
     assert bool(((y + h / 2) <= 1).all() and (h > 0).all() and (w > 0).all())
     assert top.patches.shape == (10, 3, 8, 8)
-    for n, (i, j), patch in zip(top.indices.tolist(), top.positions.tolist(), top.patches):
+    for n, (i, j), patch in zip(top.indices.tolist(), top.positions.tolist(), top.patches, strict=True):
         y1, x1 = rf.start[0] + i * rf.jump[0], rf.start[1] + j * rf.jump[1]
         for a in range(8):
             for b in range(8):
@@ -334,7 +334,7 @@ def test_several_channels_in_one_pass_equal_separate_calls():
     images = torch.rand(9, 3, 20, 20, generator=torch.Generator().manual_seed(6))
     together = top_activating_patches(model, "4", [5, 0, 3], images, k=4)
     assert isinstance(together, list) and len(together) == 3
-    for c, top in zip([5, 0, 3], together):
+    for c, top in zip([5, 0, 3], together, strict=True):
         alone = top_activating_patches(model, "4", c, images, k=4)
         assert top.channel == alone.channel == c
         assert torch.equal(top.indices, alone.indices) and torch.equal(top.patches, alone.patches)
@@ -345,7 +345,7 @@ def test_patch_box_contains_the_gradient_support():
     model = _tiny_model()
     images = torch.rand(6, 3, 20, 20, generator=torch.Generator().manual_seed(5))
     top = top_activating_patches(model, "3", 0, images, k=4)
-    for n, (i, j), box in zip(top.indices.tolist(), top.positions.tolist(), top.boxes):
+    for n, (i, j), box in zip(top.indices.tolist(), top.positions.tolist(), top.boxes, strict=True):
         x = images[n : n + 1].clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(model[:4](x)[0, 0, i, j], x)
         ys, xs = torch.nonzero(grad[0].abs().sum(0)).unbind(1)
@@ -426,12 +426,20 @@ def _zoo_model():
     return zoo.load("shapes_gap", device="cpu")
 
 
-def test_ascent_raises_a_channel_five_fold_on_the_zoo_model():
+def test_ascent_raises_units_five_fold_on_the_zoo_model():
     model = _zoo_model()
-    res = activation_maximization(model, [0, 1, 2, 3], steps=60, lr=0.05, layer="features", seed=0, progress=False)
-    assert bool((res.start_activation > 0).all())
+    init = (0.5 + 0.01 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    with torch.no_grad():
+        start = model.features(init)[0, :, 8, 8]
+    channels = start.argsort(descending=True)[:4].tolist()  # the most active units: the hardest to multiply
+    kwargs = dict(steps=40, layer="features", position=(8, 8), init=init, seed=0, progress=False)
+    res = activation_maximization(model, channels, **kwargs)
+    assert_close(res.start_activation, start[channels])
+    assert bool((start[channels] > 0).all())
     assert bool((res.activation >= 5 * res.start_activation).all()), (res.start_activation, res.activation)
-    again = activation_maximization(model, [0, 1, 2, 3], steps=60, lr=0.05, layer="features", seed=0, progress=False)
+    with torch.no_grad():  # the reported activation is the unit's value on the returned images
+        assert_close(res.activation, model.features(res.images)[torch.arange(4), channels, 8, 8], atol=1e-3, rtol=1e-4)
+    again = activation_maximization(model, channels, **kwargs)
     assert torch.equal(res.images, again.images)
 
 
@@ -439,6 +447,8 @@ def test_ascent_raises_class_scores_and_regularizers_act():
     model = _zoo_model()
     kwargs = dict(steps=40, lr=0.05, seed=1, progress=False)
     plain = activation_maximization(model, [0, 1, 2, 3, 4], **kwargs)
+    with torch.no_grad():
+        assert_close(plain.activation, model(plain.images).diag(), atol=1e-3, rtol=1e-4)
     assert bool((plain.activation > plain.start_activation + 1).all())
     # the predicted class of each synthesized image is the class it was optimized for
     assert model(plain.images).argmax(1).tolist() == [0, 1, 2, 3, 4]

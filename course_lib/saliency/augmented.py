@@ -149,13 +149,15 @@ def affine_matrices(angles: torch.Tensor, shifts: torch.Tensor, size: tuple[int,
     return (torch.cat([lin, trans[..., None]], dim=-1) + 0.0).to(angles.dtype)  # + 0.0 turns -0.0 into 0.0
 
 
-def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    r"""Apply the warps :math:`A_l` to a batch: bilinear sampling, zeros outside the image.
+def warp(x: torch.Tensor, theta: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
+    r"""Apply the warps :math:`A_l` to a batch: bilinear sampling, zeros outside the image by default.
 
     ``x`` is ``(N, C, H, W)`` and ``theta`` ``(L, 2, 3)`` (:func:`affine_matrices`). The result is
     ``(N, L, C, H, W)``: every image under every warp. The same call warps an image and a map of the same
     size identically, which is what makes :math:`g_l \approx D A_l h` a consistent model. ``A_l`` is linear,
-    so its adjoint :math:`A_l^\top` is the backward pass of this function.
+    so its adjoint :math:`A_l^\top` is the backward pass of this function. ``padding_mode`` (``"zeros"``,
+    ``"border"`` or ``"reflection"``, as in ``grid_sample``) fills what comes from outside the frame; maps always
+    use zeros, and images may use ``"reflection"`` so that the network never sees artificial black corners.
 
     Example:
         >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
@@ -165,12 +167,13 @@ def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """
     x = check_tensor(x, "x", ndim=4, finite=False)
     theta = check_tensor(theta, "theta", ndim=3, shape={1: 2, 2: 3})
+    check_choice(padding_mode, "padding_mode", ("zeros", "border", "reflection"))
     n, c, h, w = x.shape
     n_aug = theta.shape[0]
     grid = F.affine_grid(theta.to(device=x.device, dtype=x.dtype), [n_aug, c, h, w], align_corners=False)
     xs = x[:, None].expand(n, n_aug, c, h, w).reshape(n * n_aug, c, h, w)
     grid = grid[None].expand(n, *grid.shape).reshape(n * n_aug, h, w, 2)
-    out = F.grid_sample(xs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(xs, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
     return out.reshape(n, n_aug, c, h, w)
 
 
@@ -599,9 +602,12 @@ class AugmentedGradCAM(GradCAM):
         optimizer: str = "subgradient",
         seed: int | torch.Generator = 0,
         batch_size: int | None = None,
+        image_padding: str = "zeros",
         progress: bool = False,
     ) -> None:
         super().__init__(model, target_layer)
+        check_choice(image_padding, "image_padding", ("zeros", "border", "reflection"))
+        self.image_padding = image_padding
         self.n_augmentations = check_int(n_augmentations, "n_augmentations", minimum=1)
         self.max_angle = check_nonnegative(max_angle, "max_angle")
         self.max_shift = check_nonnegative(max_shift, "max_shift")
@@ -632,7 +638,7 @@ class AugmentedGradCAM(GradCAM):
         theta = self.augmentations((height, width)).to(images.device)
         with torch.no_grad():
             t = self._resolve_targets(targets, self._predict(images))
-        warped = warp(images, theta).reshape(n * self.n_augmentations, *images.shape[1:])
+        warped = warp(images, theta, self.image_padding).reshape(n * self.n_augmentations, *images.shape[1:])
         t_all = t.repeat_interleave(self.n_augmentations)
         step = self.batch_size or warped.shape[0]
         maps = [self._layer_maps(warped[i : i + step], t_all[i : i + step]) for i in range(0, warped.shape[0], step)]
