@@ -31,9 +31,10 @@ class _ConstantDecoder(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ decoder
-@pytest.mark.parametrize(("upsamplings", "side"), [(0, 8), (2, 32), (3, 64)])
-def test_decoder_shapes_and_range(upsamplings, side):
-    dec = FeatureDecoder(16, width=32, upsamplings=upsamplings).eval()
+@pytest.mark.parametrize(("channels", "side"), [((8,), 8), ((16, 8, 8), 32), ((16, 8, 8, 4), 64)])
+def test_decoder_shapes_and_range(channels, side):
+    dec = FeatureDecoder(16, channels=channels).eval()
+    assert dec.upsamplings == len(channels) - 1
     with torch.no_grad():
         out = dec(torch.randn(2, 16, 8, 8))
     assert out.shape == (2, 3, side, side)
@@ -109,7 +110,7 @@ def test_explain_given_targets_and_resized_reconstruction():
 
 def test_reconstruct_feeds_the_target_layer_output_to_the_decoder():
     model, x = _model(), torch.rand(2, 3, 32, 32)
-    dec = FeatureDecoder(16, width=16).eval()
+    dec = FeatureDecoder(16, channels=(16, 8, 8)).eval()
     pv = PerceptionVisualization(model, "features", dec)
     with torch.no_grad():
         expected = dec(model.features(x))
@@ -118,7 +119,7 @@ def test_reconstruct_feeds_the_target_layer_output_to_the_decoder():
 
 
 def test_explainer_leaves_modes_as_found():
-    model, dec = _model().train(), FeatureDecoder(16, width=16).train()
+    model, dec = _model().train(), FeatureDecoder(16, channels=(16, 8, 8)).train()
     PerceptionVisualization(model, "features", dec).explain(torch.rand(2, 3, 32, 32))
     assert model.training and dec.training
     assert all(p.requires_grad for p in model.parameters())
@@ -132,7 +133,7 @@ def test_explainer_bad_input():
         PerceptionVisualization(model, "head", FeatureDecoder(16))
     with pytest.raises(TypeError, match="saliency must be a course_lib.saliency explainer"):
         PerceptionVisualization(model, "features", FeatureDecoder(16), saliency="gradcam")
-    pv = PerceptionVisualization(model, "features", FeatureDecoder(32))  # wrong channel count for width=8
+    pv = PerceptionVisualization(model, "features", FeatureDecoder(32, channels=(8, 8, 8)))  # wrong channel count for width=8
     with pytest.raises(ValueError, match="features must have size 32 in dimension 1"):
         pv.reconstruct(torch.rand(1, 3, 32, 32))
     pv = PerceptionVisualization(model, "features", nn.Flatten())
@@ -146,7 +147,7 @@ def test_explainer_bad_input():
 def test_layer_inversion_trains_only_the_decoder():
     from course_lib.zoo.recipes.decoder import LayerInversion
 
-    model, dec = _model(), FeatureDecoder(16, width=16)
+    model, dec = _model(), FeatureDecoder(16, channels=(16, 8, 8))
     inv = LayerInversion(model, "features", dec).train()
     assert inv.decoder.training and not inv.classifier.training
     x = torch.rand(4, 3, 32, 32)
@@ -173,10 +174,12 @@ def test_psnr_and_ssim_match_scikit_image():
 
 @pytest.mark.cuda
 def test_explain_cpu_gpu_parity():
-    model, x = _model(), torch.rand(2, 3, 32, 32)
+    model, x, t = _model(), torch.rand(2, 3, 32, 32), torch.tensor([0, 2])
     torch.manual_seed(1)
-    dec = FeatureDecoder(16, width=16).eval()
-    cpu = PerceptionVisualization(model, "features", dec).explain(x)
-    gpu = PerceptionVisualization(model.cuda(), "features", dec.cuda()).explain(x.cuda())
+    dec = FeatureDecoder(16, channels=(16, 8, 8)).eval()
+    cpu = PerceptionVisualization(model, "features", dec).explain(x, t)
+    gpu = PerceptionVisualization(model.cuda(), "features", dec.cuda()).explain(x.cuda(), t.cuda())
     assert gpu.visualizations.device.type == "cuda"
-    assert_close(gpu.visualizations.cpu(), cpu.visualizations, atol=1e-4, rtol=1e-4)
+    # cuDNN may use TF32 convolutions on the GPU
+    assert_close(gpu.reconstructions.cpu(), cpu.reconstructions, atol=5e-3, rtol=0)
+    assert_close(gpu.visualizations.cpu(), cpu.visualizations, atol=5e-3, rtol=0)

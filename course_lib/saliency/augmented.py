@@ -31,9 +31,11 @@ The pieces are public so that each can be read, tested and reused on its own:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -430,13 +432,14 @@ def super_resolve(
     low_res: torch.Tensor,
     theta: torch.Tensor,
     size: tuple[int, int],
-    lambda_tv: float = 0.002,
+    lambda_tv: float = 0.02,
     mu: float = 0.0,
     iterations: int = 100,
     step_size: float | None = None,
     optimizer: str = "subgradient",
     init: torch.Tensor | None = None,
     progress: bool = False,
+    max_change: float | None = 0.03,
 ) -> SuperResolution:
     r"""Solve the Augmented Grad-CAM inverse problem for a batch of images.
 
@@ -451,11 +454,16 @@ def super_resolve(
 
         u^{(t)} = 2 \sum_l A_l^\top D^\top \big(D A_l h^{(t)} - g_l\big) + \lambda\,
             \partial\mathrm{TV}_{\ell_1}(h^{(t)}) + 2\mu\, h^{(t)}, \qquad
-        h^{(t+1)} = h^{(t)} - \frac{\alpha}{L_f \sqrt{t + 1}}\, u^{(t)},
+        h^{(t+1)} = h^{(t)} - \frac{\eta_t}{\sqrt{t + 1}}\, u^{(t)}, \qquad
+        \eta_t = \min\Big(\frac{\alpha}{L_f},\; \frac{\rho \sqrt{HW}}{\|u^{(t)}\|_2}\Big),
 
-    with :math:`L_f = 2\|\sum_l A_l^\top D^\top D A_l\| + 2\mu` (:func:`operator_norm_squared`) and the
-    diminishing :math:`1/\sqrt{t+1}` schedule under which subgradient descent converges on a convex problem;
-    as its iterates need not decrease the objective, the best one is returned. The stacked operators
+    with :math:`L_f = 2\|\sum_l A_l^\top D^\top D A_l\| + 2\mu` (:func:`operator_norm_squared`), the
+    Lipschitz constant of the smooth part's gradient, and the diminishing :math:`1/\sqrt{t+1}` schedule under
+    which subgradient descent converges on a convex problem. The cap :math:`\rho` bounds the root-mean-square
+    change per pixel of a step: near a kink the total-variation subgradient does not shrink, and a step sized
+    for the smooth part alone would jump across it (the smooth part alone, e.g. :math:`\lambda = 0`, is never
+    slowed down, as its gradient vanishes at the optimum). Iterates need not decrease the objective, so the
+    best one is returned. The stacked operators
     :math:`M = [D A_1; \dots; D A_L]` are built once as a sparse matrix (:func:`operator_matrix`), so each step
     costs two sparse products, :math:`M h` and :math:`M^\top r`, for all images and all :math:`L` terms at
     once. ``optimizer="adam"`` feeds the same subgradient to Adam
@@ -473,6 +481,8 @@ def super_resolve(
         optimizer: ``"subgradient"`` or ``"adam"``.
         init: ``(N, H, W)`` starting point; default the bilinear upsampling of :math:`g_1`.
         progress: show a progress bar over the iterations.
+        max_change: :math:`\rho`, the largest root-mean-square change per pixel of a subgradient step before
+            the :math:`1/\sqrt{t+1}` decay (``None``: no cap, plain steps :math:`\alpha / L_f`).
 
     Returns:
         A :class:`SuperResolution` with the maps, the objective history and the step.
@@ -507,6 +517,7 @@ def super_resolve(
         alpha = 1.0 if step_size is None else check_positive(step_size, "step_size")
         lipschitz = 2 * _power_iteration(matrix, transpose, 30) + 2 * mu
         step = alpha / lipschitz
+        cap = None if max_change is None else check_positive(max_change, "max_change") * math.sqrt(size[0] * size[1])
         adam = None
     else:
         step = 0.05 if step_size is None else check_positive(step_size, "step_size")
@@ -534,7 +545,10 @@ def super_resolve(
         if t == iterations:
             break
         if adam is None:
-            h = h - step / math.sqrt(t + 1) * sub
+            eta = torch.full_like(value, step)
+            if cap is not None:
+                eta = torch.minimum(eta, cap / sub.flatten(1).norm(dim=1).clamp_min(1e-30))
+            h = h - (eta / math.sqrt(t + 1))[:, None, None] * sub
         else:
             adam.zero_grad(set_to_none=True)
             h.grad = sub
@@ -578,6 +592,10 @@ class AugmentedGradCAM(GradCAM):
         optimizer: ``"subgradient"`` (the course's method) or ``"adam"``.
         seed: an int (the same warps at every call) or a CPU ``torch.Generator``.
         batch_size: augmented images per forward/backward pass (``None``: all :math:`N L` at once).
+        image_padding: how the warped *images* are filled outside the frame: ``"reflection"`` (default: the
+            network never sees artificial black corners), ``"border"`` or ``"zeros"`` (the maps are always
+            zero there).
+        max_change: the solver's cap on the change per pixel of a step (see :func:`super_resolve`).
         progress: show a progress bar over the solver's iterations.
 
     Example:
@@ -595,19 +613,21 @@ class AugmentedGradCAM(GradCAM):
         n_augmentations: int = 16,
         max_angle: float = 15.0,
         max_shift: float = 4.0,
-        lambda_tv: float = 0.002,
+        lambda_tv: float = 0.02,
         mu: float = 0.0,
         iterations: int = 100,
         step_size: float | None = None,
         optimizer: str = "subgradient",
         seed: int | torch.Generator = 0,
         batch_size: int | None = None,
-        image_padding: str = "zeros",
+        image_padding: str = "reflection",
+        max_change: float | None = 0.03,
         progress: bool = False,
     ) -> None:
         super().__init__(model, target_layer)
         check_choice(image_padding, "image_padding", ("zeros", "border", "reflection"))
         self.image_padding = image_padding
+        self.max_change = None if max_change is None else check_positive(max_change, "max_change")
         self.n_augmentations = check_int(n_augmentations, "n_augmentations", minimum=1)
         self.max_angle = check_nonnegative(max_angle, "max_angle")
         self.max_shift = check_nonnegative(max_shift, "max_shift")
@@ -632,17 +652,21 @@ class AugmentedGradCAM(GradCAM):
         )
         return affine_matrices(angles, shifts, size)
 
-    def low_resolution_maps(self, images: torch.Tensor, targets) -> torch.Tensor:
-        """The Grad-CAM maps :math:`g_l` ``(N, L, h, w)`` of every augmented copy (inside the model's eval state)."""
+    def low_resolution_maps(self, images: torch.Tensor, targets=None) -> torch.Tensor:
+        """The Grad-CAM maps :math:`g_l` ``(N, L, h, w)`` of every augmented copy, for the class of the original image.
+
+        ``targets`` as for the call (``None``: each original image's arg-max class)."""
+        images = self._check_images(images)
         n, _, height, width = images.shape
         theta = self.augmentations((height, width)).to(images.device)
-        with torch.no_grad():
-            t = self._resolve_targets(targets, self._predict(images))
-        warped = warp(images, theta, self.image_padding).reshape(n * self.n_augmentations, *images.shape[1:])
-        t_all = t.repeat_interleave(self.n_augmentations)
-        step = self.batch_size or warped.shape[0]
-        maps = [self._layer_maps(warped[i : i + step], t_all[i : i + step]) for i in range(0, warped.shape[0], step)]
-        maps = torch.cat(maps)
+        with _eval_mode(self.model):
+            with torch.no_grad():
+                t = self._resolve_targets(targets, self._predict(images))
+            warped = warp(images, theta, self.image_padding).reshape(n * self.n_augmentations, *images.shape[1:])
+            t_all = t.repeat_interleave(self.n_augmentations)
+            step = self.batch_size or warped.shape[0]
+            maps = [self._layer_maps(warped[i : i + step], t_all[i : i + step]) for i in range(0, warped.shape[0], step)]
+        maps = torch.cat(maps).detach()
         return maps.reshape(n, self.n_augmentations, *maps.shape[-2:])
 
     def _raw_maps(self, images, targets):
@@ -661,6 +685,7 @@ class AugmentedGradCAM(GradCAM):
             mu=self.mu,
             iterations=self.iterations,
             step_size=self.step_size,
+            max_change=self.max_change,
             optimizer=self.optimizer,
             progress=self.progress,
         )
@@ -675,6 +700,18 @@ class AugmentedGradCAM(GradCAM):
             f"n_augmentations={self.n_augmentations}, lambda_tv={self.lambda_tv}, mu={self.mu}, "
             f"iterations={self.iterations}, optimizer={self.optimizer!r})"
         )
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the duration (batch-norm statistics used, not updated); every module's mode restored."""
+    training = [m for m in model.modules() if m.training]
+    try:
+        model.eval()
+        yield
+    finally:
+        for m in training:
+            m.training = True
 
 
 def _now(device: torch.device) -> float:

@@ -39,48 +39,54 @@ __all__ = ["FeatureDecoder", "PerceptionVisualization", "PerceptionResult", "per
 class FeatureDecoder(nn.Module):
     r"""A small convolutional decoder from a feature map ``(N, C, h, w)`` back to an image ``(N, 3, H, W)``.
 
-    ``upsamplings`` stages each double the resolution (nearest-neighbour upsampling, then a 3×3 convolution,
-    batch normalization and ReLU), so that :math:`H = 2^{u} h`; a last 3×3 convolution and a sigmoid give
-    values in :math:`[0, 1]`. Nearest upsampling followed by a convolution avoids the checkerboard artefacts
-    of transposed convolutions (Odena et al., *Deconvolution and Checkerboard Artifacts*, Distill 2016).
+    Two 3×3 convolutions at the feature map's resolution (``channels[0]`` maps each), then, for every further
+    entry of ``channels``, a ×2 nearest-neighbour upsampling and a 3×3 convolution to that many maps (each
+    convolution followed by batch normalization and a ReLU), so that :math:`H = 2^{u} h` with
+    :math:`u` = ``len(channels) - 1``; a last 3×3 convolution and a sigmoid give values in :math:`[0, 1]`. Most
+    of the width sits at the low resolution, where it is cheap. Nearest upsampling followed by a convolution
+    avoids the checkerboard artefacts of transposed convolutions (Odena et al., *Deconvolution and
+    Checkerboard Artifacts*, Distill 2016).
 
     Args:
         in_channels: channels :math:`C` of the feature map to invert.
-        width: channels of the first stage (halved at each upsampling, at least 16).
-        upsamplings: number of ×2 stages (2 for a stride-4 layer such as ``SmallCNN.features``).
+        channels: maps per stage, from the feature map's resolution up (``(128, 48, 24)``: two upsamplings,
+            right for a stride-4 layer such as ``SmallCNN.features``).
         out_channels: channels of the reconstructed image.
 
     Example:
-        >>> FeatureDecoder(64, width=32)(torch.rand(2, 64, 16, 16)).shape
+        >>> FeatureDecoder(64, channels=(32, 16, 8))(torch.rand(2, 64, 16, 16)).shape
         torch.Size([2, 3, 64, 64])
     """
 
-    def __init__(self, in_channels: int, width: int = 96, upsamplings: int = 2, out_channels: int = 3) -> None:
+    def __init__(self, in_channels: int, channels: tuple[int, ...] = (128, 48, 24), out_channels: int = 3) -> None:
         super().__init__()
         self.in_channels = check_int(in_channels, "in_channels", minimum=1)
-        self.width = check_int(width, "width", minimum=1)
-        self.upsamplings = check_int(upsamplings, "upsamplings", minimum=0)
+        if not (isinstance(channels, (tuple, list)) and len(channels) >= 1):
+            raise TypeError(f"channels must be a non-empty tuple of ints, got {channels!r}")
+        self.channels = tuple(check_int(c, "channels", minimum=1) for c in channels)
         self.out_channels = check_int(out_channels, "out_channels", minimum=1)
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-        ]
-        c = width
-        for _ in range(upsamplings):
-            nxt = max(16, c // 2)
-            layers += [
-                nn.Upsample(scale_factor=2, mode="nearest"),
-                nn.Conv2d(c, nxt, 3, padding=1, bias=False), nn.BatchNorm2d(nxt), nn.ReLU(inplace=True),
-            ]
-            c = nxt
-        layers += [nn.Conv2d(c, out_channels, 3, padding=1), nn.Sigmoid()]
+
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+        first = self.channels[0]
+        layers: list[nn.Module] = block(in_channels, first) + block(first, first)
+        for c_in, c_out in zip(self.channels[:-1], self.channels[1:]):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), *block(c_in, c_out)]
+        layers += [nn.Conv2d(self.channels[-1], out_channels, 3, padding=1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
+
+    @property
+    def upsamplings(self) -> int:
+        """Number of ×2 upsampling stages."""
+        return len(self.channels) - 1
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         check_tensor(features, "features", ndim=4, shape={1: self.in_channels}, finite=False)
         return self.net(features)
 
     def extra_repr(self) -> str:
-        return f"in_channels={self.in_channels}, width={self.width}, upsamplings={self.upsamplings}"
+        return f"in_channels={self.in_channels}, channels={self.channels}"
 
 
 def perception_visualization(reconstructions: torch.Tensor, saliency: torch.Tensor, neutral: float = 0.5) -> torch.Tensor:
@@ -148,7 +154,7 @@ class PerceptionVisualization(_Explainer):
     Example:
         >>> from course_lib.models import SmallCNN
         >>> model = SmallCNN(num_classes=5, width=8).eval()
-        >>> pv = PerceptionVisualization(model, "features", FeatureDecoder(16, width=16).eval())
+        >>> pv = PerceptionVisualization(model, "features", FeatureDecoder(16, channels=(16, 8, 8)).eval())
         >>> out = pv.explain(torch.rand(2, 3, 32, 32))
         >>> out.visualizations.shape, out.saliency.shape
         (torch.Size([2, 3, 32, 32]), torch.Size([2, 32, 32]))

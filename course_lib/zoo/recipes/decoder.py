@@ -25,14 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...data import ShapesDataset
+from ...device import seed_everything
 from ...saliency.perception import FeatureDecoder
 from ...training import fit
 
 SETTINGS: dict = {
     "classifier": "shapes_gap", "target_layer": "features", "in_channels": 64,
-    "n_train": 10000, "train_seed": 300, "n_test": 1000, "test_seed": 301, "size": 64,
-    "width": 96, "upsamplings": 2,
-    "epochs": 20, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.0, "schedule": "cosine", "seed": 0,
+    "n_train": 3000, "train_seed": 300, "n_test": 1000, "test_seed": 301, "size": 64,
+    "channels": [128, 48, 24],
+    "epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.0, "schedule": "cosine", "seed": 0,
 }
 
 
@@ -72,7 +73,9 @@ class LayerInversion(nn.Module):
 
 
 def build(settings: dict = SETTINGS) -> FeatureDecoder:
-    return FeatureDecoder(settings["in_channels"], width=settings["width"], upsamplings=settings["upsamplings"])
+    """The decoder, freshly initialized from ``settings["seed"]`` (the same weights at every call)."""
+    seed_everything(settings["seed"])
+    return FeatureDecoder(settings["in_channels"], channels=tuple(settings["channels"]))
 
 
 def _classifier(settings: dict, device) -> nn.Module:
@@ -86,12 +89,21 @@ def train(model: FeatureDecoder, device, progress: bool = True, settings: dict =
     device = torch.device(device) if device is not None else None
     inversion = LayerInversion(_classifier(settings, device), settings["target_layer"], model)
     images = ShapesDataset(settings["n_train"], size=settings["size"], seed=settings["train_seed"]).images
+    # The classifier is frozen: compute its features once, then train the decoder on (features, image) pairs.
+    features = torch.cat([inversion.features(images[i : i + 500].to(device)).cpu() for i in range(0, len(images), 500)])
     history = fit(
-        inversion, (images, images), epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
+        model, (features, images), epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
         weight_decay=settings["weight_decay"], schedule=settings["schedule"], loss_fn=F.mse_loss, metrics={},
         device=device, seed=settings["seed"], progress=progress,
     )
-    return history
+    # the decoder inverts one particular classifier: record which, so that a retrained classifier is noticed
+    return {"train_loss": history["train_loss"], "classifier_sha256": _classifier_sha256(settings)}
+
+
+def _classifier_sha256(settings: dict) -> str:
+    from .. import info
+
+    return info(settings["classifier"])["sha256"]
 
 
 def psnr(reconstructions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -120,7 +132,7 @@ def reconstruction_quality(decoder: nn.Module, device=None, settings: dict = SET
         for i in range(0, images.shape[0], batch_size):
             recs.append(inversion(images[i : i + batch_size].to(device)).cpu())
     rec = torch.cat(recs).clamp(0, 1)
-    low = settings["size"] // 2 ** settings["upsamplings"]
+    low = settings["size"] // 2 ** (len(settings["channels"]) - 1)
     thumb = F.interpolate(
         F.interpolate(images, size=(low, low), mode="area"), size=images.shape[-2:], mode="bilinear", align_corners=False
     ).clamp(0, 1)
