@@ -50,6 +50,25 @@ def test_zoo_decoder_architecture_fits_the_size_limit():
     assert dec(torch.zeros(1, SETTINGS["in_channels"], 16, 16)).shape == (1, 3, 64, 64)
 
 
+def test_zoo_decoder_checkpoint_matches_its_classifier():
+    from course_lib import zoo
+
+    record = zoo.info("shapes_gap_decoder")
+    assert record["bytes"] < 2 * 1024**2
+    # the decoder inverts one classifier: retrain it (python -m course_lib.zoo train shapes_gap_decoder) whenever
+    # shapes_gap changes
+    assert record["train_info"]["classifier_sha256"] == zoo.info("shapes_gap")["sha256"]
+    decoder = zoo.load("shapes_gap_decoder", device="cpu")
+    classifier = zoo.load("shapes_gap", device="cpu")
+    from course_lib.data import ShapesDataset
+
+    x = ShapesDataset(16, seed=301).images
+    with torch.no_grad():
+        rec = decoder(classifier.features(x))
+    # better than the best constant image for these images (their mean): the features carry image content
+    assert float((rec - x).pow(2).mean()) < float((x.mean(0, keepdim=True) - x).pow(2).mean())
+
+
 # ------------------------------------------------------------------------------------------ masking rule
 def test_masking_rule_hand_computed():
     rec = torch.tensor([0.2, 0.4, 1.0]).view(1, 3, 1, 1).expand(1, 3, 1, 3)
@@ -166,9 +185,9 @@ def test_psnr_and_ssim_match_scikit_image():
 
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
-    ref = [peak_signal_noise_ratio(x.numpy(), y.numpy(), data_range=1.0) for x, y in zip(b, a)]
+    ref = [peak_signal_noise_ratio(x.numpy(), y.numpy(), data_range=1.0) for x, y in zip(b, a, strict=True)]
     assert_close(psnr(a, b), torch.tensor(ref, dtype=torch.float32), atol=1e-4, rtol=1e-5)
-    ref = [structural_similarity(x.numpy(), y.numpy(), data_range=1.0, channel_axis=0) for x, y in zip(a, b)]
+    ref = [structural_similarity(x.numpy(), y.numpy(), data_range=1.0, channel_axis=0) for x, y in zip(a, b, strict=True)]
     np.testing.assert_allclose(ssim(a, b), ref, rtol=1e-6)
 
 

@@ -71,7 +71,7 @@ class FeatureDecoder(nn.Module):
 
         first = self.channels[0]
         layers: list[nn.Module] = block(in_channels, first) + block(first, first)
-        for c_in, c_out in zip(self.channels[:-1], self.channels[1:]):
+        for c_in, c_out in zip(self.channels[:-1], self.channels[1:], strict=True):
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), *block(c_in, c_out)]
         layers += [nn.Conv2d(self.channels[-1], out_channels, 3, padding=1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)

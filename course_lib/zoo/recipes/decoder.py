@@ -118,7 +118,7 @@ def ssim(reconstructions: torch.Tensor, images: torch.Tensor) -> np.ndarray:
 
     a = reconstructions.detach().float().cpu().numpy()
     b = images.detach().float().cpu().numpy()
-    return np.array([structural_similarity(x, y, data_range=1.0, channel_axis=0) for x, y in zip(a, b)])
+    return np.array([structural_similarity(x, y, data_range=1.0, channel_axis=0) for x, y in zip(a, b, strict=True)])
 
 
 def reconstruction_quality(decoder: nn.Module, device=None, settings: dict = SETTINGS, batch_size: int = 250) -> dict:
