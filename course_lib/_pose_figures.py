@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import Dataset
-from torchvision.ops import roi_align
 
 from ._checks import check_choice, check_int, check_probability
 from .pose import JOINT_NAMES, NUM_JOINTS
@@ -316,12 +315,9 @@ class PoseFiguresDataset(Dataset):
 
     def split(self, fraction: float = 0.8) -> tuple[torch.utils.data.Subset, torch.utils.data.Subset]:
         """Deterministic split (the first ``fraction`` of the images / the rest)."""
-        fraction = check_probability(fraction, "fraction", open_interval=True)
-        cut = int(round(self.n * fraction))
-        if cut == 0 or cut == self.n:
-            raise ValueError(f"fraction={fraction} leaves an empty split of {self.n} images")
-        idx = list(range(self.n))
-        return torch.utils.data.Subset(self, idx[:cut]), torch.utils.data.Subset(self, idx[cut:])
+        from .data import split_dataset
+
+        return split_dataset(self, fraction)
 
     def __repr__(self) -> str:
         return f"PoseFiguresDataset(n={self.n}, size={self.size}, seed={self.seed})"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import socket
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.ops import roi_align
 
-from ._checks import check_choice, check_int, check_positive, check_probability
+from ._checks import check_choice, check_int, check_probability
 
 __all__ = [
     "SHAPE_CLASSES",
@@ -48,7 +48,7 @@ class DataUnavailableError(RuntimeError):
     """A real dataset could not be loaded (typically: no network and no local copy)."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _photo_uint8(name: str) -> np.ndarray:
     if name in _SKIMAGE_PHOTOS:
         import skimage.data
@@ -69,12 +69,12 @@ def _photo_uint8(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _photo_float(name: str) -> torch.Tensor:
     return torch.from_numpy(_photo_uint8(name).copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _photo_small(name: str, short_side: int = 160) -> torch.Tensor:
     """The photo downscaled (with antialiasing) so that its short side is ``short_side``: crops of it are
     resampled with one bilinear sample per output pixel without aliasing."""
@@ -157,6 +157,17 @@ def _shape_distance(cls: torch.Tensor, u: torch.Tensor, v: torch.Tensor, r: torc
             d = (pp - radius) * 0.8
         out[sel] = d
     return out
+
+
+def split_dataset(dataset: Dataset, fraction: float = 0.8) -> tuple[torch.utils.data.Subset, torch.utils.data.Subset]:
+    """Deterministic split: the first ``fraction`` of the items, and the rest."""
+    fraction = check_probability(fraction, "fraction", open_interval=True)
+    n = len(dataset)
+    cut = int(round(n * fraction))
+    if cut == 0 or cut == n:
+        raise ValueError(f"fraction={fraction} leaves an empty split of {n} images")
+    idx = list(range(n))
+    return torch.utils.data.Subset(dataset, idx[:cut]), torch.utils.data.Subset(dataset, idx[cut:])
 
 
 def random_photo_crops(
@@ -355,12 +366,7 @@ class ShapesDataset(Dataset):
 
     def split(self, fraction: float = 0.8) -> tuple[torch.utils.data.Subset, torch.utils.data.Subset]:
         """Deterministic train/held-out split (the first ``fraction`` of the images / the rest)."""
-        fraction = check_probability(fraction, "fraction", open_interval=True)
-        cut = int(round(self.n * fraction))
-        if cut == 0 or cut == self.n:
-            raise ValueError(f"fraction={fraction} leaves an empty split of {self.n} images")
-        idx = list(range(self.n))
-        return torch.utils.data.Subset(self, idx[:cut]), torch.utils.data.Subset(self, idx[cut:])
+        return split_dataset(self, fraction)
 
     def __repr__(self) -> str:
         return f"ShapesDataset(n={self.n}, size={self.size}, seed={self.seed}, n_objects={self.n_objects})"
