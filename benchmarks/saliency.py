@@ -3,7 +3,8 @@
 Prints, for batch sizes 1 and 16 on the available device:
 
 * the time per image of CAM, Grad-CAM, Grad-CAM++, Smooth Grad-CAM++ and RISE;
-* each method's time as a ratio to ONE bare forward pass of the same batch (``torch.no_grad``): targets
+* each method's time as a ratio to ONE bare forward pass of the same batch (``torch.no_grad``), the two
+  measured in alternation (:func:`timed_against`) so that drifting machine speed cancels out: targets
   Grad-CAM and Grad-CAM++ <= 1.2x, since gradients are needed only from the score down to ``layer4``;
 * RISE's time as a ratio to its bare masked forward passes (the same number of forward passes of
   ``batch_size`` images, without making or applying masks): target <= 1.1x;
@@ -47,6 +48,30 @@ def timed(fn, device: torch.device, min_time: float = 1.0, min_repeats: int = 3,
         sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def timed_against(fn, base, device: torch.device, min_time: float = 2.0, min_pairs: int = 5, max_pairs: int = 40):
+    """Median times of ``fn()`` and ``base()`` measured in alternation, and the median of their per-pair ratios.
+
+    On a shared or throttling machine the speed drifts between two separate measurements; alternating the
+    two calls puts both under the same conditions, so the ratio stays meaningful when the absolute times do not.
+    """
+
+    def once(f) -> float:
+        t0 = time.perf_counter()
+        f()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
+
+    once(fn), once(base)  # warm-up
+    pairs: list[tuple[float, float]] = []
+    start = time.perf_counter()
+    while len(pairs) < max_pairs and (len(pairs) < min_pairs or time.perf_counter() - start < min_time):
+        pairs.append((once(fn), once(base)))
+    t_fn = statistics.median(p[0] for p in pairs)
+    t_base = statistics.median(p[1] for p in pairs)
+    return t_fn, t_base, statistics.median(a / b for a, b in pairs)
 
 
 def peers():
@@ -151,17 +176,14 @@ def bench_batch(model, b: int, device: torch.device, have: dict, n_masks: int, r
         "Grad-CAM++": GradCAMPlusPlus(model, "layer4"),
         f"Smooth Grad-CAM++ (n={n_smooth})": SmoothGradCAMPlusPlus(model, "layer4", n_samples=n_smooth),
     }
-    times = {}
     for label, explainer in ours.items():
-        t = timed(lambda e=explainer: e(x, targets), device)
-        times[label] = t
-        note = f"{t / (n_smooth * t_fwd):.2f}x per noisy copy" if label.startswith("Smooth") else ""
-        print(f"{label:<26}{1e3 * t / b:>10.2f}{t / t_fwd:>11.2f}   {note}")
+        t, _, ratio = timed_against(lambda e=explainer: e(x, targets), forward, device)
+        note = f"{ratio / n_smooth:.2f}x per noisy copy" if label.startswith("Smooth") else ""
+        print(f"{label:<26}{1e3 * t / b:>10.2f}{ratio:>11.2f}   {note}")
 
     # RISE against its bare masked forward passes (the same number of batches, no masks made or applied)
     if device.type == "cuda" or b == 1:
         rise = RISE(model, n_masks=n_masks, batch_size=rise_batch, seed=0)
-        t_rise = timed(lambda: rise(x, targets), device, min_time=0.5, min_repeats=2, max_repeats=5)
         masked = torch.rand(rise_batch, 3, 224, 224, device=device)
         n_passes = b * math.ceil(n_masks / rise_batch)
 
@@ -170,10 +192,10 @@ def bench_batch(model, b: int, device: torch.device, have: dict, n_masks: int, r
                 for _ in range(n_passes):
                     model(masked)
 
-        t_bare = timed(bare_passes, device, min_time=0.5, min_repeats=2, max_repeats=5)
+        t_rise, _, rise_ratio = timed_against(lambda: rise(x, targets), bare_passes, device, min_pairs=2, max_pairs=5)
         print(
             f"{f'RISE (N={n_masks})':<26}{1e3 * t_rise / b:>10.2f}{t_rise / t_fwd:>11.2f}   "
-            f"{t_rise / t_bare:.3f}x its {n_passes} bare masked forward passes of {rise_batch} images"
+            f"{rise_ratio:.3f}x its {n_passes} bare masked forward passes of {rise_batch} images"
         )
     else:
         print("RISE                      skipped at this batch size on the CPU (minutes); see batch 1")
@@ -184,7 +206,8 @@ def bench_batch(model, b: int, device: torch.device, have: dict, n_masks: int, r
             continue
         for method, label, cls in (("gradcam", "Grad-CAM", GradCAM), ("gradcam++", "Grad-CAM++", GradCAMPlusPlus)):
             run = make(model, method, x, targets)
-            t_peer = timed(run, device)
+            t_peer, _, peer_ratio = timed_against(run, forward, device)
+            _, _, ours_over_theirs = timed_against(lambda c=cls: c(model, "layer4")(x, targets), run, device)
             theirs = run().float().to(device)
             raw = cls(model, "layer4")(x, targets, upsample=False, normalize=False)
             if peer == "pytorch-grad-cam":  # (N, 224, 224) maps in [0, 1]
@@ -196,8 +219,8 @@ def bench_batch(model, b: int, device: torch.device, have: dict, n_masks: int, r
             else:  # (N, 7, 7) normalized maps
                 diff = f"max |ours - theirs| {(normalize_maps(raw) - theirs).abs().max():.2e} at 7x7"
             print(
-                f"{peer + ' ' + label:<26}{1e3 * t_peer / b:>10.2f}{t_peer / t_fwd:>11.2f}   "
-                f"ours/theirs {times[label] / t_peer:.2f}; {diff}"
+                f"{peer + ' ' + label:<26}{1e3 * t_peer / b:>10.2f}{peer_ratio:>11.2f}   "
+                f"ours/theirs {ours_over_theirs:.2f}; {diff}"
             )
 
 

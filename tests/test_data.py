@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from course_lib import data
-from course_lib.data import PHOTO_NAMES, SHAPE_CLASSES, DataUnavailableError, ShapesDataset, load_photo, mask_to_box
+from course_lib.data import (
+    PHOTO_NAMES,
+    SHAPE_CLASSES,
+    DataUnavailableError,
+    ShapesDataset,
+    load_photo,
+    mask_to_box,
+)
 
 
 @pytest.fixture(scope="module")

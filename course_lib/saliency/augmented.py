@@ -31,11 +31,9 @@ The pieces are public so that each can be read, tested and reused on its own:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +48,7 @@ from .._checks import (
     check_positive,
     check_tensor,
 )
+from ._base import _eval_mode
 from .cam import GradCAM, _generator
 
 __all__ = [
@@ -700,18 +699,6 @@ class AugmentedGradCAM(GradCAM):
             f"n_augmentations={self.n_augmentations}, lambda_tv={self.lambda_tv}, mu={self.mu}, "
             f"iterations={self.iterations}, optimizer={self.optimizer!r})"
         )
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration (batch-norm statistics used, not updated); every module's mode restored."""
-    training = [m for m in model.modules() if m.training]
-    try:
-        model.eval()
-        yield
-    finally:
-        for m in training:
-            m.training = True
 
 
 def _now(device: torch.device) -> float:

@@ -11,6 +11,9 @@ r"""Zoo recipe of Perception Visualization (chapter 8): a decoder that inverts `
   Held-out quality is reported as PSNR, :math:`10 \log_{10}(1 / \mathrm{MSE})` dB per image, and SSIM
   (Wang et al., 2004; scikit-image's implementation), each averaged over the held-out images, next to the
   same numbers for a 16×16 thumbnail of the image upsampled back (the resolution of the feature map).
+* ``shapes_gap_decoder_mid`` — the same recipe one block earlier, on ``features.9`` (the ReLU after the second
+  block, 32×32×32, stride 2; one upsampling, compared with a 32×32 thumbnail): how much more an earlier layer
+  keeps of the image.
 
 The training images come from seeds that neither ``shapes_gap``'s recipe nor the chapters use for held-out
 data. Every run is a pure function of the settings and the seed on the CPU (GPU kernels may differ in the
@@ -34,6 +37,11 @@ SETTINGS: dict = {
     "n_train": 3000, "train_seed": 300, "n_test": 1000, "test_seed": 301, "size": 64,
     "channels": [128, 48, 24],
     "epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.0, "schedule": "cosine", "seed": 0,
+}
+
+#: the same recipe one block earlier: ``features.9``, the ReLU after the second block (32×32×32, stride 2)
+SETTINGS_MID: dict = {
+    **SETTINGS, "target_layer": "features.9", "in_channels": 32, "channels": [96, 32], "epochs": 15,
 }
 
 
@@ -148,16 +156,20 @@ def reconstruction_quality(decoder: nn.Module, device=None, settings: dict = SET
 def _recipes():
     from .. import Recipe
 
-    return [
-        Recipe(
-            name="shapes_gap_decoder",
-            description="FeatureDecoder inverting shapes_gap's 'features' (64×16×16) to 64×64 images, MSE loss; "
+    def recipe(name: str, settings: dict, what: str) -> Recipe:
+        return Recipe(
+            name=name,
+            description=f"FeatureDecoder inverting shapes_gap's {what} to 64×64 images, MSE loss; "
             "held-out PSNR and SSIM (Perception Visualization, chapter 8)",
-            build=lambda: build(SETTINGS),
-            train=lambda model, device, progress=True: train(model, device, progress, SETTINGS),
-            evaluate=lambda model, device=None: reconstruction_quality(model, device, SETTINGS),
-            settings=SETTINGS,
+            build=lambda: build(settings),
+            train=lambda model, device, progress=True: train(model, device, progress, settings),
+            evaluate=lambda model, device=None: reconstruction_quality(model, device, settings),
+            settings=settings,
         )
+
+    return [
+        recipe("shapes_gap_decoder", SETTINGS, "'features' (its last feature map, 64×16×16)"),
+        recipe("shapes_gap_decoder_mid", SETTINGS_MID, "'features.9' (after the second block, 32×32×32)"),
     ]
 
 
