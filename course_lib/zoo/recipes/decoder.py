@@ -36,7 +36,7 @@ SETTINGS: dict = {
     "classifier": "shapes_gap", "target_layer": "features", "in_channels": 64,
     "n_train": 3000, "train_seed": 300, "n_test": 1000, "test_seed": 301, "size": 64,
     "channels": [128, 48, 24],
-    "epochs": 20, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.0, "schedule": "cosine", "seed": 0,
+    "epochs": 40, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.0, "schedule": "cosine", "seed": 0,
 }
 
 #: the same recipe one block earlier: ``features.9``, the ReLU after the second block (32×32×32, stride 2)
