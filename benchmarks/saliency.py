@@ -126,10 +126,10 @@ def torchcam_runner(model, method: str, x, targets):
 
 def _gradcampp_with_eps(model, x, targets, eps: float = 1e-7) -> torch.Tensor:
     """Our Grad-CAM++ raw maps with ``eps`` added to the denominator of alpha (as pytorch-grad-cam does)."""
-    from course_lib.saliency._base import _eval_mode
+    from course_lib.models import model_mode
 
     explainer = GradCAMPlusPlus(model, "layer4")
-    with _eval_mode(model):
+    with model_mode(model):
         a, g, _ = explainer._activations_and_gradients(x, targets)
     g2 = g.pow(2)
     alpha = torch.where(g != 0, g2 / (2 * g2 + a.sum((2, 3), keepdim=True) * g2 * g + eps), torch.zeros_like(g))

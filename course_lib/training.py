@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_int, check_nonnegative, check_positive, check_tensor
 from .device import get_device
+from .models import model_mode
 
 __all__ = ["accuracy", "fit", "predict", "evaluate", "evaluate_accuracy", "make_loader", "to_device"]
 
@@ -113,24 +114,22 @@ def evaluate(
     device = torch.device(device) if device is not None else _model_device(model)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     loader = make_loader(data, batch_size)
-    was_training = model.training
     saved = {k: v.clone() for k, v in model.state_dict().items()} if train_mode else None
-    model.train(train_mode)
     totals: dict[str, float] = {"loss": 0.0, **{k: 0.0 for k in metrics}}
     n = 0
     try:
-        for x, y in loader:
-            x, y = to_device(x, device), to_device(y, device)
-            out = model(x)
-            b = _batch_size(x)
-            totals["loss"] += float(loss_fn(out, y)) * b
-            for k, fn in metrics.items():
-                totals[k] += float(fn(out, y)) * b
-            n += b
+        with model_mode(model, train_mode):
+            for x, y in loader:
+                x, y = to_device(x, device), to_device(y, device)
+                out = model(x)
+                b = _batch_size(x)
+                totals["loss"] += float(loss_fn(out, y)) * b
+                for k, fn in metrics.items():
+                    totals[k] += float(fn(out, y)) * b
+                n += b
     finally:
         if saved is not None:
             model.load_state_dict(saved)
-        model.train(was_training)
     return {k: v / n for k, v in totals.items()}
 
 
@@ -163,12 +162,8 @@ def predict(
         batches: Iterable = (data[i : i + batch_size] for i in range(0, data.shape[0], batch_size))
     else:
         batches = (x for x, _ in make_loader(data, batch_size))
-    was_training = model.training
-    model.eval()
-    try:
+    with model_mode(model):
         outs = [model(to_device(x, device)) for x in batches]
-    finally:
-        model.train(was_training)
     if isinstance(outs[0], torch.Tensor):
         return torch.cat(outs)
     return type(outs[0])(torch.cat(parts) for parts in zip(*outs, strict=True))

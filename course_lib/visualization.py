@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +53,7 @@ from ._checks import (
     check_tensor,
     resolve_layer,
 )
+from .models import model_mode
 
 __all__ = [
     "first_conv",
@@ -372,18 +373,6 @@ class _StopForward(Exception):
     """Raised by the probe's hook to end a forward pass as soon as the layer has produced its output."""
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode inside the block; every module's own mode is restored afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 class _LayerProbe:
     """Runs a model up to one layer and returns that layer's output (the rest of the network is skipped).
 
@@ -529,7 +518,7 @@ def top_activating_patches(
     field = receptive_field(model, layer, input_size=(h, w))
     device = probe.device
     chunks = []
-    with _eval_mode(model), torch.no_grad():
+    with model_mode(model), torch.no_grad():
         for start in tqdm(range(0, len(images), batch_size), disable=not progress, desc="activations"):
             out = probe(images[start : start + batch_size].to(device))
             if out.ndim != 4:
@@ -810,7 +799,7 @@ def activation_maximization(
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     opt = opt_cls([image], lr=lr, maximize=True)
     history = torch.empty(steps, n)
-    with _eval_mode(model), torch.enable_grad():
+    with model_mode(model), torch.enable_grad():
         with torch.no_grad():
             start_act = score(image + 0.5).detach()
         bar = tqdm(range(steps), disable=not progress, desc="gradient ascent")

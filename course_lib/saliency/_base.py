@@ -41,14 +41,12 @@ Validate constructor arguments with :mod:`course_lib._checks` and keep every ten
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_images, check_targets, resolve_layer
+from ..models import model_mode
 
 __all__ = ["normalize_maps", "upsample_maps"]
 
@@ -87,22 +85,6 @@ def _first_conv_channels(model: nn.Module) -> int | None:
     return None
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout, batch-norm running statistics used and not updated); restores every module's mode.
-
-    A model already in eval mode (the usual case) is not touched at all.
-    """
-    training = [m for m in model.modules() if m.training]
-    try:
-        if training:
-            model.eval()
-        yield
-    finally:
-        for m in training:
-            m.training = True
-
-
 class _Explainer:
     """Base class of every saliency method (see the module docstring for how to subclass it).
 
@@ -133,7 +115,7 @@ class _Explainer:
         """
         images = self._check_images(images)
         check_targets(targets, images.shape[0], None, images.device)  # type/shape errors before any work
-        with _eval_mode(self.model):
+        with model_mode(self.model):
             maps = self._raw_maps(images, targets)
         maps = maps.detach()
         if upsample:

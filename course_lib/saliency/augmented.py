@@ -48,7 +48,7 @@ from .._checks import (
     check_positive,
     check_tensor,
 )
-from ._base import _eval_mode
+from ..models import model_mode
 from .cam import GradCAM, _generator
 
 __all__ = [
@@ -658,7 +658,7 @@ class AugmentedGradCAM(GradCAM):
         images = self._check_images(images)
         n, _, height, width = images.shape
         theta = self.augmentations((height, width)).to(images.device)
-        with _eval_mode(self.model):
+        with model_mode(self.model):
             with torch.no_grad():
                 t = self._resolve_targets(targets, self._predict(images))
             warped = warp(images, theta, self.image_padding).reshape(n * self.n_augmentations, *images.shape[1:])

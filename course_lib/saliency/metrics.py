@@ -36,6 +36,7 @@ from .._checks import (
 )
 from ..data import mask_to_box
 from ..localization import xyhw_to_xyxy
+from ..models import model_mode
 
 __all__ = [
     "deletion_curve",
@@ -76,14 +77,8 @@ def _inference(model: nn.Module, images: torch.Tensor) -> Iterator[None]:
     param = next(model.parameters(), None)
     if param is not None and param.device != images.device:
         raise ValueError(f"images are on {images.device} but the model is on {param.device}; move one of them")
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        for m, training in modes:
-            m.training = training
+    with model_mode(model), torch.no_grad():
+        yield
 
 
 def _probabilities(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:

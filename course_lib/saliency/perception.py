@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_int, check_probability, check_tensor, resolve_layer
+from ..models import model_mode
 from ._base import _Explainer, upsample_maps
 from .cam import GradCAM
 
@@ -191,15 +192,12 @@ class PerceptionVisualization(_Explainer):
         def hook(module, inputs, output):
             captured.append(output.detach().clone())
 
-        training = self.model.training
         handle = self.target_layer.register_forward_hook(hook)
         try:
-            self.model.eval()
-            with torch.no_grad():
+            with model_mode(self.model), torch.no_grad():
                 scores = self._predict(images)
         finally:
             handle.remove()
-            self.model.train(training)
         if not captured or captured[-1].ndim != 4:
             raise ValueError(f"target_layer {self.layer_name!r} must output an (N, C, h, w) feature map")
         return captured[-1], scores
@@ -211,13 +209,8 @@ class PerceptionVisualization(_Explainer):
         return self._decode(features, tuple(images.shape[-2:]))
 
     def _decode(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        training = self.decoder.training
-        try:
-            self.decoder.eval()
-            with torch.no_grad():
-                rec = self.decoder(features)
-        finally:
-            self.decoder.train(training)
+        with model_mode(self.decoder), torch.no_grad():
+            rec = self.decoder(features)
         if not isinstance(rec, torch.Tensor) or rec.ndim != 4:
             got = f"shape {tuple(rec.shape)}" if isinstance(rec, torch.Tensor) else type(rec).__name__
             raise ValueError(f"decoder must return (N, C, H, W) images, got {got}")

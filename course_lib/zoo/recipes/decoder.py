@@ -31,6 +31,7 @@ from ...data import ShapesDataset
 from ...device import seed_everything
 from ...saliency.perception import FeatureDecoder
 from ...training import fit
+from ...visualization import _LayerProbe
 
 SETTINGS: dict = {
     "classifier": "shapes_gap", "target_layer": "features", "in_channels": 64,
@@ -57,7 +58,7 @@ class LayerInversion(nn.Module):
         self.classifier = classifier.eval()
         for p in self.classifier.parameters():
             p.requires_grad_(False)
-        self.layer = dict(classifier.named_modules())[target_layer]
+        self.probe = _LayerProbe(classifier, target_layer)  # runs the classifier up to the layer only
         self.decoder = decoder
 
     def train(self, mode: bool = True) -> LayerInversion:
@@ -67,14 +68,8 @@ class LayerInversion(nn.Module):
         return self
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        captured: list[torch.Tensor] = []
-        handle = self.layer.register_forward_hook(lambda m, i, o: captured.append(o.detach().clone()))
-        try:
-            with torch.no_grad():
-                self.classifier(images)
-        finally:
-            handle.remove()
-        return captured[-1]
+        with torch.no_grad():
+            return self.probe(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.features(images))
@@ -129,6 +124,13 @@ def ssim(reconstructions: torch.Tensor, images: torch.Tensor) -> np.ndarray:
     return np.array([structural_similarity(x, y, data_range=1.0, channel_axis=0) for x, y in zip(a, b, strict=True)])
 
 
+def thumbnail(images: torch.Tensor, side: int) -> torch.Tensor:
+    """The baseline a decoder is compared with: ``images`` area-averaged to ``side``×``side`` and bilinearly
+    upsampled back to their size (as much detail as a feature map of that resolution could hold per pixel)."""
+    small = F.interpolate(images, size=(side, side), mode="area")
+    return F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
 def reconstruction_quality(decoder: nn.Module, device=None, settings: dict = SETTINGS, batch_size: int = 250) -> dict:
     """Held-out PSNR and SSIM of the decoder and of the 16×16-thumbnail baseline."""
     device = torch.device(device) if device is not None else next(decoder.parameters()).device
@@ -140,10 +142,7 @@ def reconstruction_quality(decoder: nn.Module, device=None, settings: dict = SET
         for i in range(0, images.shape[0], batch_size):
             recs.append(inversion(images[i : i + batch_size].to(device)).cpu())
     rec = torch.cat(recs).clamp(0, 1)
-    low = settings["size"] // 2 ** (len(settings["channels"]) - 1)
-    thumb = F.interpolate(
-        F.interpolate(images, size=(low, low), mode="area"), size=images.shape[-2:], mode="bilinear", align_corners=False
-    ).clamp(0, 1)
+    thumb = thumbnail(images, settings["size"] // 2 ** (len(settings["channels"]) - 1)).clamp(0, 1)
     return {
         "psnr_db": round(float(psnr(rec, images).mean()), 3),
         "ssim": round(float(ssim(rec, images).mean()), 4),
