@@ -27,6 +27,7 @@ __all__ = [
     "check_fitted",
     "check_choice",
     "resolve_layer",
+    "check_same_device",
     "check_targets",
 ]
 
@@ -183,6 +184,15 @@ def resolve_layer(model: nn.Module, layer, name: str = "target_layer") -> nn.Mod
             raise ValueError(f"{name} ({type(layer).__name__}) is not a submodule of the model")
         return layer
     raise TypeError(f"{name} must be an nn.Module of the model or its dotted name, got {_describe(layer)}")
+
+
+def check_same_device(model: nn.Module, x: torch.Tensor, name: str = "images") -> None:
+    """Raise a ``ValueError`` naming both devices when ``x`` is not where ``model``'s parameters are."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    param = next(model.parameters(), None)
+    if param is not None and param.device != x.device:
+        raise ValueError(f"{name} are on {x.device} but the model is on {param.device}; move one of them")
 
 
 def check_targets(targets, n: int, num_classes: int | None, device: torch.device) -> torch.Tensor | None:

@@ -92,3 +92,15 @@ def test_grids_and_boxes():
     assert patch.get_width() == pytest.approx(2.0) and patch.get_height() == pytest.approx(4.0)
     with pytest.raises(ValueError, match="4 numbers"):
         draw_box(fig.axes[0], torch.zeros(3), 8)
+
+
+def test_check_same_device_names_both_devices():
+    from course_lib._checks import check_same_device
+
+    model = nn.Conv2d(3, 2, 1)
+    check_same_device(model, torch.zeros(1, 3, 2, 2))  # same device: no error
+    check_same_device(nn.ReLU(), torch.zeros(1, device="meta"))  # no parameters: nothing to compare
+    with pytest.raises(ValueError, match="images are on meta but the model is on cpu"):
+        check_same_device(model, torch.zeros(1, 3, 2, 2, device="meta"))
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        check_same_device("not a model", torch.zeros(1))

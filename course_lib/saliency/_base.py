@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_images, check_targets, resolve_layer
+from .._checks import check_images, check_same_device, check_targets, resolve_layer
 from ..models import model_mode
 
 __all__ = ["normalize_maps", "upsample_maps"]
@@ -154,9 +154,7 @@ class _Explainer:
                 f"images must have {channels} channels (the model's first convolution takes {channels}), "
                 f"got shape {tuple(images.shape)}"
             )
-        param = next(self.model.parameters(), None)
-        if param is not None and param.device != images.device:
-            raise ValueError(f"images are on {images.device} but the model is on {param.device}; move one of them")
+        check_same_device(self.model, images)
         return images
 
     def __repr__(self) -> str:

@@ -31,6 +31,7 @@ from .._checks import (
     check_int,
     check_positive,
     check_probability,
+    check_same_device,
     check_targets,
     check_tensor,
 )
@@ -72,11 +73,7 @@ def _check_maps(maps, images: torch.Tensor | None = None, name: str = "maps") ->
 @contextlib.contextmanager
 def _inference(model: nn.Module, images: torch.Tensor) -> Iterator[None]:
     """Eval mode and no gradients for the duration; restores every module's mode."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    param = next(model.parameters(), None)
-    if param is not None and param.device != images.device:
-        raise ValueError(f"images are on {images.device} but the model is on {param.device}; move one of them")
+    check_same_device(model, images)
     with model_mode(model), torch.no_grad():
         yield
 
