@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MATHJAX := _mathjax/mathjax/tex-chtml.js
 export PATH := $(abspath $(VENV))/bin:$(PATH)
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
+# No MPLBACKEND here: with it set, ipykernel never enables the inline backend and the book has no figures.
 # the self-check cell at the end of every exercise returns at once under make test / nbval / grading
 export COURSE_SELF_CHECK := 0
 

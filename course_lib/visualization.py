@@ -765,17 +765,19 @@ def activation_maximization(
         raise ValueError("position needs a layer: class scores have no spatial position")
     h, w = _pair(image_size, "image_size")
     device = probe.device
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     g = torch.Generator().manual_seed(seed)
     n = len(targets)
     if init is None:  # one starting image shared by all targets: a target's run does not depend on the others
         start = (0.5 + 0.01 * torch.randn(1, 3, h, w, generator=g)).expand(n, -1, -1, -1)
     else:
-        start = check_images(init, "init", value_range=True).detach().float().cpu()
+        start = check_images(init, "init", value_range=True).detach().cpu()
         if start.shape[0] not in (1, n):
             raise ValueError(f"init must hold 1 or {n} images (one per target), got shape {tuple(start.shape)}")
         start = start.expand(n, -1, -1, -1)
         h, w = start.shape[-2:]
     shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=g).tolist()
+    start = start.to(dtype)  # the model's precision (float64 models ascend in float64)
     image = (start.clamp(0, 1) - 0.5).to(device).requires_grad_(True)
     targets_dev = targets.to(device)
 

@@ -62,12 +62,12 @@ def test_norm_layers_are_the_torch_ones():
 def test_layer_norm_output_is_independent_of_the_rest_of_the_batch():
     # property: GroupNorm/LayerNorm statistics are per sample, BatchNorm's (in training) per batch
     torch.manual_seed(0)
-    x = torch.rand(4, 3, 32, 32)
+    x = torch.rand(4, 3, 32, 32, dtype=torch.float64)  # float64: "independent" means equal to ~1e-12
     for norm, independent in (("layer", True), ("group", True), ("batch", False)):
-        model = SmallCNN(norm=norm).train()
+        model = SmallCNN(norm=norm).double().train()
         alone = model(x[:2])
-        together = model(torch.cat([x[:2], torch.rand(2, 3, 32, 32) * 3]))[:2]
-        assert torch.allclose(alone, together, atol=1e-5) == independent, norm
+        together = model(torch.cat([x[:2], torch.rand(2, 3, 32, 32, dtype=torch.float64) * 3]))[:2]
+        assert torch.allclose(alone, together, atol=1e-9, rtol=1e-9) == independent, norm
 
 
 def test_bad_input():
