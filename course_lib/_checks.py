@@ -20,6 +20,7 @@ __all__ = [
     "check_tensor",
     "check_images",
     "check_finite",
+    "check_unit_range",
     "check_positive",
     "check_nonnegative",
     "check_int",
@@ -103,13 +104,23 @@ def check_tensor(
     return x
 
 
-def check_images(x, name: str = "images", channels: int | None = 3, value_range: bool = False) -> torch.Tensor:
-    """Validate a batch of images ``(N, C, H, W)``; optionally require values in ``[0, 1]``."""
+def check_unit_range(x: torch.Tensor, name: str, tolerance: float = 1e-6) -> None:
+    """Require values in ``[-tolerance, 1 + tolerance]``; a 0-255 image gets a hint to divide by 255."""
+    if not x.numel():
+        return
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -tolerance or hi > 1 + tolerance:
+        hint = "; it looks like a 0-255 image: divide it by 255" if hi > 2 and lo >= -tolerance else ""
+        raise ValueError(f"{name} must have values in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")
+
+
+def check_images(
+    x, name: str = "images", channels: int | None = 3, value_range: bool = False, tolerance: float = 1e-6
+) -> torch.Tensor:
+    """Validate a batch of images ``(N, C, H, W)``; optionally require values in ``[0, 1]`` (up to ``tolerance``)."""
     x = check_tensor(x, name, ndim=4, shape={1: channels} if channels else None)
-    if value_range and x.numel():
-        lo, hi = float(x.min()), float(x.max())
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            raise ValueError(f"{name} must have values in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
+    if value_range:
+        check_unit_range(x, name, tolerance)
     return x
 
 

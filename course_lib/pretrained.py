@@ -40,13 +40,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_images, check_int
+from ._checks import check_choice, check_images, check_int
 
 __all__ = [
     "EfficientNetLite0",
     "IMAGENET_CATEGORIES",
+    "INPUT_TOLERANCE",
+    "TorchvisionClassifier",
+    "TORCHVISION_MODELS",
     "efficientnet_lite0",
     "imagenet_preprocess",
+    "load_torchvision",
+    "photo_batch",
     "top_k",
     "weights_path",
 ]
@@ -57,6 +62,8 @@ STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3)
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TensorFlow's decay 0.99
 RESIZE, CROP = 256, 224
+# How far outside [0, 1] an input may stray: interpolation and perturbation methods overshoot by float rounding.
+INPUT_TOLERANCE = 1e-4
 
 
 def _imagenet_categories() -> tuple[str, ...]:
@@ -70,10 +77,29 @@ IMAGENET_CATEGORIES: tuple[str, ...] = _imagenet_categories()
 
 
 class Normalize(nn.Module):
-    r"""EfficientNet-Lite's input normalization :math:`z = (255 x - 127) / 128` for RGB :math:`x \in [0, 1]`."""
+    r"""Check that the input is RGB in :math:`[0, 1]`, then map it to :math:`z = (y - \mu) / \sigma`.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * 255.0 - 127.0) / 128.0
+    EfficientNet-Lite's own normalization is :math:`z = (255 x - 127) / 128` (``mean = 127/255``,
+    ``std = 128/255`` per channel); torchvision's networks use the ImageNet channel mean and std. Inputs may
+    stray :data:`INPUT_TOLERANCE` outside :math:`[0, 1]`; anything else raises a ``ValueError``.
+
+    Args:
+        mean: per-channel mean on the :math:`[0, 1]` scale.
+        std: per-channel standard deviation on the :math:`[0, 1]` scale.
+
+    Example:
+        >>> Normalize()(torch.ones(1, 3, 2, 2))[0, :, 0, 0]
+        tensor([1., 1., 1.])
+    """
+
+    def __init__(self, mean=(127 / 255,) * 3, std=(128 / 255,) * 3):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        images = check_images(images, "images", value_range=True, tolerance=INPUT_TOLERANCE)
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
 
 class SameConv2d(nn.Conv2d):
@@ -249,6 +275,21 @@ def imagenet_preprocess(image) -> torch.Tensor:
     return image[..., top:top + CROP, left:left + CROP].clamp(0, 1).contiguous()
 
 
+def photo_batch(names: tuple[str, ...] | list[str] | None = None) -> torch.Tensor:
+    """The course photos (:data:`course_lib.data.PHOTO_NAMES` by default) as the model's input.
+
+    Returns:
+        ``(N, 3, 224, 224)`` in ``[0, 1]``, one :func:`imagenet_preprocess`-ed photo per name, in order.
+
+    Example:
+        >>> photo_batch(["chelsea", "coffee"]).shape
+        torch.Size([2, 3, 224, 224])
+    """
+    from .data import PHOTO_NAMES, load_photo
+
+    return imagenet_preprocess([load_photo(n) for n in (PHOTO_NAMES if names is None else names)])
+
+
 def top_k(logits: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
     """The ``k`` most probable ImageNet classes of each image.
 
@@ -273,3 +314,98 @@ def top_k(logits: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
     k = check_int(k, "k", minimum=1)
     probs, idx = logits.detach().float().softmax(1).topk(min(k, logits.shape[1]), dim=1)
     return [[(IMAGENET_CATEGORIES[int(i)], float(p)) for p, i in zip(ps, ix)] for ps, ix in zip(probs, idx)]
+
+
+# ------------------------------------------------------------------------- torchvision (needs a network)
+
+#: torchvision's ImageNet networks that :func:`load_torchvision` knows, with their weight enums.
+TORCHVISION_MODELS: dict[str, str] = {
+    "alexnet": "AlexNet_Weights",
+    "vgg16": "VGG16_Weights",
+    "resnet18": "ResNet18_Weights",
+    "resnet50": "ResNet50_Weights",
+    "mobilenet_v2": "MobileNet_V2_Weights",
+}
+_TORCHVISION_HOST = ("download.pytorch.org", 443)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class TorchvisionClassifier(nn.Module):
+    r"""A torchvision ImageNet network on the course's input, RGB in :math:`[0, 1]`.
+
+    ``normalize`` maps :math:`x` to :math:`(x - \mu) / \sigma` with ImageNet's channel mean and std (what the
+    network was trained on), then ``net`` is the torchvision model itself: its layers are ``net.features.0``,
+    ``net.layer4`` and so on, and ``bare`` is ``net``, for inputs normalized elsewhere.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        self.net = net
+
+    @property
+    def bare(self) -> nn.Module:
+        """The torchvision network without the normalization."""
+        return self.net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
+def _torch_hub_file(url: str) -> Path:
+    """Where ``torch.hub`` caches the file of ``url`` (torchvision looks there before downloading)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def load_torchvision(name: str, device: torch.device | str | None = None, timeout: float = 2.0) -> nn.Module:
+    """A torchvision network with its ImageNet weights (``IMAGENET1K_V1``), where a network or a cache has them.
+
+    The weights come from ``download.pytorch.org`` through torchvision (cached by ``torch.hub``); that works in
+    Colab, not on the offline machines that build this course. Offline, the host is tried once with a short
+    connection ``timeout`` and a :class:`course_lib.data.DataUnavailableError` says so at once, rather than
+    hanging on a download; :func:`efficientnet_lite0` works everywhere.
+
+    Args:
+        name: one of ``TORCHVISION_MODELS``: ``"alexnet"``, ``"vgg16"``, ``"resnet18"``, ``"resnet50"``,
+            ``"mobilenet_v2"``.
+        device: where to put it (default: the CPU).
+        timeout: seconds to wait for the weights' server before giving up.
+
+    Returns:
+        A :class:`TorchvisionClassifier` (input RGB in ``[0, 1]``, ImageNet normalization inside) in eval mode,
+        gradients off on its parameters; ``(N, 1000)`` logits in the order of ``IMAGENET_CATEGORIES``.
+
+    Raises:
+        ValueError: an unknown ``name``.
+        course_lib.data.DataUnavailableError: no cached weights and no network.
+
+    Example:
+        >>> from course_lib.data import DataUnavailableError
+        >>> try:
+        ...     model = load_torchvision("alexnet")   # in Colab: AlexNet with its ImageNet weights
+        ... except DataUnavailableError:
+        ...     model = efficientnet_lite0()          # offline: the network that ships with the course
+        >>> model(torch.rand(1, 3, 224, 224)).shape
+        torch.Size([1, 1000])
+    """
+    import torchvision
+
+    from .data import DataUnavailableError, _network_available
+
+    check_choice(name, "name", sorted(TORCHVISION_MODELS))
+    weights = getattr(torchvision.models, TORCHVISION_MODELS[name]).IMAGENET1K_V1
+    cached = _torch_hub_file(weights.url)
+    fallback = "course_lib.pretrained.efficientnet_lite0() works everywhere, with no network"
+    if not cached.is_file() and not _network_available(_TORCHVISION_HOST, timeout):
+        raise DataUnavailableError(
+            f"the ImageNet weights of torchvision's {name} are not cached at {cached} and "
+            f"{_TORCHVISION_HOST[0]} cannot be reached (no network here); run this where a network exists "
+            f"(e.g. Colab) or use the offline model: {fallback}")
+    try:
+        net = getattr(torchvision.models, name)(weights=weights)
+    except (OSError, RuntimeError) as err:  # urllib's URLError is an OSError
+        raise DataUnavailableError(f"the ImageNet weights of torchvision's {name} could not be loaded ({err}); "
+                                   f"{fallback}") from err
+    model = TorchvisionClassifier(net)
+    model.requires_grad_(False)
+    return model.eval().to(device or "cpu")
