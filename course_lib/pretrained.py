@@ -103,19 +103,34 @@ class Normalize(nn.Module):
 
 
 class SameConv2d(nn.Conv2d):
-    """A strided convolution with TensorFlow's ``SAME`` padding: the odd extra pixel goes right and bottom.
+    r"""A strided convolution with TensorFlow's ``SAME`` padding: the odd extra pixel goes right and bottom.
 
-    The weights were trained in TensorFlow, where a stride-2 convolution of an even-sized input pads
-    ``(0, 1)`` rather than PyTorch's symmetric ``(1, 1)``; the padding is computed from the input's size.
+    The weights were trained in TensorFlow, where a convolution with kernel :math:`k` and stride :math:`s` of
+    an input of size :math:`n` gives :math:`\lceil n / s \rceil` outputs and pads
+
+    .. math::  p = \max\big((\lceil n / s \rceil - 1)\, s + k - n,\ 0\big)
+
+    pixels in all, :math:`\lfloor p / 2 \rfloor` before and the rest after: a stride-2 3 x 3 convolution of an
+    even-sized input pads ``(0, 1)``, not PyTorch's symmetric ``(1, 1)``.
+
+    Example:
+        >>> SameConv2d(3, 8, 3, stride=2).same_padding(224, 224)
+        ((0, 1), (0, 1))
+        >>> SameConv2d(3, 8, 3, stride=2)(torch.zeros(1, 3, 224, 224)).shape
+        torch.Size([1, 8, 112, 112])
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def same_padding(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((top, bottom), (left, right))`` padding for an input of ``height`` x ``width``."""
         pads = []
-        for size, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
-                           (x.shape[-2], self.kernel_size[0], self.stride[0])):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads))
+        for n, k, s in ((height, self.kernel_size[0], self.stride[0]), (width, self.kernel_size[1], self.stride[1])):
+            total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+            pads.append((total // 2, total - total // 2))
+        return tuple(pads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (top, bottom), (left, right) = self.same_padding(x.shape[-2], x.shape[-1])
+        return super().forward(F.pad(x, (left, right, top, bottom)))
 
 
 def _conv_bn(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, act: bool = True):
