@@ -108,7 +108,7 @@ def check_unit_range(x: torch.Tensor, name: str, tolerance: float = 1e-6) -> Non
     """Require values in ``[-tolerance, 1 + tolerance]``; a 0-255 image gets a hint to divide by 255."""
     if not x.numel():
         return
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = (float(v) for v in x.detach().aminmax())
     if lo < -tolerance or hi > 1 + tolerance:
         hint = "; it looks like a 0-255 image: divide it by 255" if hi > 2 and lo >= -tolerance else ""
         raise ValueError(f"{name} must have values in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")

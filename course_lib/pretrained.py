@@ -88,18 +88,24 @@ class Normalize(nn.Module):
         std: per-channel standard deviation on the :math:`[0, 1]` scale.
 
     Example:
-        >>> Normalize()(torch.ones(1, 3, 2, 2))[0, :, 0, 0]
-        tensor([1., 1., 1.])
+        >>> x = torch.rand(1, 3, 2, 2)
+        >>> torch.allclose(Normalize()(x), (255 * x - 127) / 128)
+        True
     """
 
-    def __init__(self, mean=(127 / 255,) * 3, std=(128 / 255,) * 3):
+    def __init__(self, mean: tuple[float, ...] = (127 / 255,) * 3, std: tuple[float, ...] = (128 / 255,) * 3):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         images = check_images(images, "images", value_range=True, tolerance=INPUT_TOLERANCE)
-        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        # made in the input's dtype each call (not a float32 buffer): exact in float64 too
+        mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+                     for v in (self.mean, self.std))
+        return (images - mean) / std
+
+    def extra_repr(self) -> str:
+        return f"mean={tuple(round(m, 4) for m in self.mean)}, std={tuple(round(s, 4) for s in self.std)}"
 
 
 class SameConv2d(nn.Conv2d):
@@ -241,14 +247,27 @@ def efficientnet_lite0(device: torch.device | str | None = None) -> EfficientNet
         torch.Size([1, 1000])
     """
     model = EfficientNetLite0()
-    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    path = weights_path()
+    model.load_state_dict(_mapped_state(torch.load(path, map_location="cpu", weights_only=True), model, path))
+    model.requires_grad_(False)
+    return model.eval().to(device or "cpu")
+
+
+def _mapped_state(state: dict, model: nn.Module, path: Path) -> dict:
+    """``state`` renamed to ``model``'s keys; a ``RuntimeError`` names what is unknown, missing or misshapen."""
     try:
         mapped = {_map_key(k): v for k, v in state.items()}
     except KeyError as err:
-        raise RuntimeError(f"{weights_path()} holds a key this architecture does not know: {err}") from None
-    model.load_state_dict(mapped, strict=True)
-    model.requires_grad_(False)
-    return model.eval().to(device or "cpu")
+        raise RuntimeError(f"{path} holds a key this architecture does not know: {err}") from None
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(mapped)), sorted(set(mapped) - set(own))
+    shapes = [f"{k}: file {tuple(v.shape)}, model {tuple(own[k].shape)}"
+              for k, v in mapped.items() if k in own and v.shape != own[k].shape]
+    if len(mapped) != len(state) or missing or extra or shapes:
+        raise RuntimeError(
+            f"{path} does not match EfficientNetLite0: {len(state)} tensors map onto {len(mapped)} names; "
+            f"missing {missing[:5]}, unexpected {extra[:5]}, wrong shapes {shapes[:5]}")
+    return mapped
 
 
 def imagenet_preprocess(image) -> torch.Tensor:
@@ -281,12 +300,13 @@ def imagenet_preprocess(image) -> torch.Tensor:
         image = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)
     if image.ndim == 3:
         image = image[None]
-    image = check_images(image, "image")
+    image = check_images(image, "image", value_range=True, tolerance=INPUT_TOLERANCE)
     h, w = image.shape[-2:]
-    scale = RESIZE / min(h, w)
-    size = (max(CROP, round(h * scale)), max(CROP, round(w * scale)))
+    short, long = (h, w) if h <= w else (w, h)
+    long = max(CROP, int(RESIZE * long / short))  # torchvision's Resize(256) truncates the long side
+    size = (RESIZE, long) if h <= w else (long, RESIZE)
     image = F.interpolate(image.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
-    top, left = (size[0] - CROP) // 2, (size[1] - CROP) // 2
+    top, left = (round((n - CROP) / 2) for n in size)  # CenterCrop's offsets
     return image[..., top:top + CROP, left:left + CROP].clamp(0, 1).contiguous()
 
 
@@ -328,7 +348,7 @@ def top_k(logits: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
         raise ValueError(f"logits must be (N, {len(IMAGENET_CATEGORIES)}), got {tuple(logits.shape)}")
     k = check_int(k, "k", minimum=1)
     probs, idx = logits.detach().float().softmax(1).topk(min(k, logits.shape[1]), dim=1)
-    return [[(IMAGENET_CATEGORIES[int(i)], float(p)) for p, i in zip(ps, ix)] for ps, ix in zip(probs, idx)]
+    return [[(IMAGENET_CATEGORIES[int(i)], float(p)) for p, i in zip(ps, ix, strict=True)] for ps, ix in zip(probs, idx, strict=True)]
 
 
 # ------------------------------------------------------------------------- torchvision (needs a network)

@@ -24,7 +24,7 @@ def evaluate(model: nn.Module, device: torch.device) -> dict:
     with torch.no_grad():
         logits = model(photo_batch().to(device))
     return {f"{photo} #{rank} {name}": p
-            for photo, top in zip(PHOTO_NAMES, top_k(logits, k=5)) for rank, (name, p) in enumerate(top, 1)}
+            for photo, top in zip(PHOTO_NAMES, top_k(logits, k=5), strict=True) for rank, (name, p) in enumerate(top, 1)}
 
 
 RECIPES = [
