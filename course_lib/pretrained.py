@@ -6,21 +6,27 @@ written here with readable names (Tan & Le, 2019, *EfficientNet: Rethinking Mode
 Neural Networks*; the "Lite" variant drops squeeze-and-excitation, uses ReLU6 and keeps the stem and head
 fixed):
 
-========================  ==========================  ================
-module                    output at 224 x 224          stride
-========================  ==========================  ================
-``normalize``             3 x 224 x 224                1
-``stem``                  32 x 112 x 112               2
-``blocks[0]``             16 x 112 x 112               2
-``blocks[1:3]``           24 x 56 x 56                 4
-``blocks[3:5]``           40 x 28 x 28                 8
-``blocks[5:8]``           80 x 14 x 14                 16
-``blocks[8:11]``          112 x 14 x 14                16
-``blocks[11:15]``         192 x 7 x 7                  32
-``blocks[15]``            320 x 7 x 7                  32
-``head``                  1280 x 7 x 7                 32
-``pool`` + ``classifier``  1000 logits
-========================  ==========================  ================
+============================  ===================  ======  ===============
+module                        output at 224 x 224  stride  receptive field
+============================  ===================  ======  ===============
+``normalize``                 3 x 224 x 224        1       1
+``stem``                      32 x 112 x 112       2       3
+``blocks.0``                  16 x 112 x 112       2       7
+``blocks.1``-``blocks.2``     24 x 56 x 56         4       19
+``blocks.3``-``blocks.4``     40 x 28 x 28         8       67
+``blocks.5``-``blocks.7``     80 x 14 x 14         16      147
+``blocks.8``-``blocks.10``    112 x 14 x 14        16      339
+``blocks.11``-``blocks.14``   192 x 7 x 7          32      787
+``blocks.15``                 320 x 7 x 7          32      851
+``head``                      1280 x 7 x 7         32      851
+============================  ===================  ======  ===============
+
+``pool`` (global average), ``flatten``, ``dropout`` and ``classifier`` (1280 -> 1000 logits) follow ``head``:
+conv -> GAP -> linear, the shape CAM needs. The receptive field is in input pixels, of the row's last module
+(:func:`course_lib.visualization.receptive_field`): a :math:`k \times k` convolution adds :math:`(k - 1)\, j`
+pixels, :math:`j` the product of the strides before it, so the deep 5 x 5 depthwise convolutions add the most
+(448 pixels in ``blocks.11``-``blocks.14``); 1 x 1 convolutions and MBConv's identity skips add nothing, and from
+``blocks.11`` on a unit sees more than the 224-pixel image.
 
 The model takes the course's standard input, RGB in :math:`[0, 1]`; its own normalization is its first module,
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import doctest
 import math
+import re
 
 import numpy as np
 import pytest
@@ -336,6 +337,29 @@ def test_zoo_evaluate_prints_top5_per_photo(capsys):
 
 
 # ------------------------------------------------------------------------------------------- docs
+
+
+def test_module_docstring_stage_table_is_true():
+    # each row: the last module of the row, C x H x W of its output at 224 x 224 (a meta-device forward pass),
+    # stride 224 / H, and receptive_field's size (checked against the empirical field in test_visualization)
+    from course_lib.visualization import receptive_field
+
+    with torch.device("meta"):
+        net = EfficientNetLite0()
+    modules = dict(net.named_modules())
+    rows = re.findall(r"^``(\S+?)``(?:-``(\S+?)``)?\s+(\d+) x (\d+) x (\d+)\s+(\d+)\s+(\d+)$",
+                      pretrained.__doc__, flags=re.MULTILINE)
+    assert [r[1] or r[0] for r in rows][-3:] == ["blocks.14", "blocks.15", "head"] and len(rows) == 10
+    x = torch.empty(1, 3, 224, 224, device="meta")
+    shapes = {"normalize": x.shape}
+    for name in ["stem", *(f"blocks.{i}" for i in range(len(net.blocks))), "head"]:
+        x = modules[name](x)
+        shapes[name] = x.shape
+    for first, last, c, h, w, stride, field in rows:
+        name = last or first
+        assert tuple(shapes[name][1:]) == (int(c), int(h), int(w)), name
+        assert 224 // shapes[name][-1] == int(stride), name
+        assert receptive_field(net, name, input_size=224).size == (int(field),) * 2, name
 
 
 def test_docstring_examples_run():
