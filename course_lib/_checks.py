@@ -8,7 +8,8 @@ inside torch with a message about strides or storage.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ __all__ = [
     "check_images",
     "check_finite",
     "check_unit_range",
+    "allow_out_of_range",
     "check_positive",
     "check_nonnegative",
     "check_int",
@@ -112,6 +114,27 @@ def check_unit_range(x: torch.Tensor, name: str, tolerance: float = 1e-6) -> Non
     if lo < -tolerance or hi > 1 + tolerance:
         hint = "; it looks like a 0-255 image: divide it by 255" if hi > 2 and lo >= -tolerance else ""
         raise ValueError(f"{name} must have values in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")
+
+
+@contextmanager
+def allow_out_of_range(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block, ``model``'s range-checking modules accept inputs outside ``[0, 1]``.
+
+    A module opts in with a boolean attribute ``check_range`` (the input ``Normalize`` of
+    :mod:`course_lib.pretrained`); it is set to ``False`` and restored on exit, even after an exception. For
+    methods that feed deliberately out-of-range images, such as Smooth Grad-CAM++'s Gaussian noise; the other
+    checks (rank, channels, NaN) stay on.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    modules = [m for m in model.modules() if getattr(m, "check_range", None) is True]
+    for m in modules:
+        m.check_range = False
+    try:
+        yield model
+    finally:
+        for m in modules:
+            m.check_range = True
 
 
 def check_images(

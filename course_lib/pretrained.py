@@ -46,10 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_images, check_int
+from ._checks import allow_out_of_range, check_choice, check_images, check_int
 
 __all__ = [
     "EfficientNetLite0",
+    "allow_out_of_range",
     "IMAGENET_CATEGORIES",
     "INPUT_TOLERANCE",
     "TorchvisionClassifier",
@@ -87,7 +88,8 @@ class Normalize(nn.Module):
 
     EfficientNet-Lite's own normalization is :math:`z = (255 x - 127) / 128` (``mean = 127/255``,
     ``std = 128/255`` per channel); torchvision's networks use the ImageNet channel mean and std. Inputs may
-    stray :data:`INPUT_TOLERANCE` outside :math:`[0, 1]`; anything else raises a ``ValueError``.
+    stray :data:`INPUT_TOLERANCE` outside :math:`[0, 1]`; anything else raises a ``ValueError``, except inside
+    :func:`allow_out_of_range` (for noise added on purpose, as Smooth Grad-CAM++ does).
 
     Args:
         mean: per-channel mean on the :math:`[0, 1]` scale.
@@ -102,9 +104,10 @@ class Normalize(nn.Module):
     def __init__(self, mean: tuple[float, ...] = (127 / 255,) * 3, std: tuple[float, ...] = (128 / 255,) * 3):
         super().__init__()
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self.check_range = True  # switched off inside course_lib._checks.allow_out_of_range(model)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        images = check_images(images, "images", value_range=True, tolerance=INPUT_TOLERANCE)
+        images = check_images(images, "images", value_range=self.check_range, tolerance=INPUT_TOLERANCE)
         # made in the input's dtype each call (not a float32 buffer): exact in float64 too
         mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
                      for v in (self.mean, self.std))

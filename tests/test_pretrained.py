@@ -267,6 +267,35 @@ def test_model_allows_rounding_excursions_outside_unit_range(model):
         model(x)
 
 
+def test_smooth_gradcam_plus_plus_noise_may_leave_the_unit_range(model):
+    # Smooth Grad-CAM++ adds N(0, 0.15^2) noise: the model accepts it only inside allow_out_of_range, which
+    # the explainer uses, and the check is back on afterwards
+    from course_lib.pretrained import allow_out_of_range
+    from course_lib.saliency import SmoothGradCAMPlusPlus
+
+    x = photo_batch(["coffee"])
+    maps = SmoothGradCAMPlusPlus(model, "head", n_samples=2)(x)
+    assert maps.shape == (1, 224, 224) and torch.isfinite(maps).all()
+    noisy = x + 0.15 * torch.randn_like(x)
+    with allow_out_of_range(model):
+        assert torch.isfinite(model(noisy)).all()
+        with pytest.raises(ValueError, match="NaN"):
+            model(noisy.masked_fill(noisy > 1.2, float("nan")))
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        model(noisy)
+
+
+def test_allow_out_of_range_restores_the_check_after_an_error(model):
+    from course_lib.pretrained import allow_out_of_range
+
+    with pytest.raises(RuntimeError, match="inside"), allow_out_of_range(model):
+        assert model.normalize.check_range is False
+        raise RuntimeError("inside")
+    assert model.normalize.check_range is True
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"), allow_out_of_range("model"):
+        pass
+
+
 def test_explainer_leaves_no_gradients_and_eval_mode(model):
     x = photo_batch(["chelsea"]).requires_grad_(True)
     maps = GradCAM(model, "head")(x)
