@@ -6,7 +6,9 @@ held-out evaluation) whose trained weights live in ``course_lib/zoo/checkpoints/
 trained it). :func:`load` verifies the hash before it loads, so a truncated or edited file fails clearly.
 
 Recipes are found in every module of :mod:`course_lib.zoo.recipes` that defines ``RECIPES``, a list of
-:class:`Recipe`; adding a model means adding a module there.
+:class:`Recipe`; adding a model means adding a module there. One kind of entry is not trained here: a
+*packaged* recipe (``efficientnet_lite0``, the ImageNet network of :mod:`course_lib.pretrained`) loads weights
+that ship in an installed package, so it has no checkpoint; ``load`` and ``evaluate`` work as for the others.
 
 Command line::
 
