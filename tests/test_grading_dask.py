@@ -90,27 +90,24 @@ def _marked_processes() -> list[psutil.Process]:
 
 def _gradebook(path: Path) -> dict:
     """Every recorded fact of every submission, by student; and a check that nothing is recorded twice."""
+    from nbgrader.api import Gradebook
+
     db = sqlite3.connect(path)
     try:
         twice = db.execute("SELECT student_id, COUNT(*) FROM submitted_assignment GROUP BY student_id, assignment_id "
                            "HAVING COUNT(*) > 1").fetchall()
-        assert twice == [], f"duplicate submissions in the gradebook: {twice}"
-        rows = db.execute(
-            "SELECT sa.student_id, sa.timestamp, gc.name, g.auto_score, g.manual_score, g.needs_manual_grade "
-            "FROM grade g JOIN submitted_notebook sn ON g.notebook_id = sn.id "
-            "JOIN submitted_assignment sa ON sn.assignment_id = sa.id JOIN grade_cell gc ON g.cell_id = gc.id").fetchall()
-        comments = db.execute(
-            "SELECT sa.student_id, sc.name, c.auto_comment FROM comment c JOIN submitted_notebook sn ON c.notebook_id = sn.id "
-            "JOIN submitted_assignment sa ON sn.assignment_id = sa.id JOIN solution_cell sc ON c.cell_id = sc.id").fetchall()
+        twice += db.execute("SELECT notebook_id, cell_id, COUNT(*) FROM grade GROUP BY notebook_id, cell_id "
+                            "HAVING COUNT(*) > 1").fetchall()
     finally:
         db.close()
+    assert twice == [], f"recorded twice in the gradebook: {twice}"
     out: dict = {}
-    for student, stamp, cell, auto, manual, manual_needed in rows:
-        entry = out.setdefault(student, {"timestamp": stamp, "grades": {}, "comments": {}})
-        assert cell not in entry["grades"], f"{student}: two grades for {cell}"
-        entry["grades"][cell] = (auto, manual, bool(manual_needed))
-    for student, cell, text in comments:
-        out[student]["comments"][cell] = text
+    with Gradebook(f"sqlite:///{path}") as gb:
+        for sub in gb.assignment_submissions(NAME):
+            entry = out.setdefault(sub.student.id, {"timestamp": str(sub.timestamp), "grades": {}, "comments": {}})
+            for nb in sub.notebooks:
+                entry["grades"].update({g.name: (g.auto_score, g.manual_score, g.needs_manual_grade) for g in nb.grades})
+                entry["comments"].update({c.name: c.auto_comment for c in nb.comments})
     return out
 
 

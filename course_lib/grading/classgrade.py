@@ -570,7 +570,8 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
         if own_scratch:
             stack.callback(shutil.rmtree, scratch, ignore_errors=True)
         journal = _Journal(course / f"{assignment}{JOURNAL_SUFFIX}")
-        settings = _settings_digest(source / assignment, timeout, cell_timeout, max_output_chars, restore_missing)
+        settings = _settings_digest(source / assignment, float(timeout), float(cell_timeout), int(max_output_chars),
+                                    bool(restore_missing))
         saved = {} if regrade else _still_valid(journal.load(), settings, gradebook, course, assignment)
         todo, early, kept = [], [], []
         for f in found:
