@@ -358,6 +358,8 @@ def test_scheduler_argument_is_checked(tmp_path):
         grade_class(tmp_path, NAME, source=SOURCE, scheduler="local", retries=-1)
     with pytest.raises(ValueError, match="workers must be an int >= 1, got 0"):
         grade_class(tmp_path, NAME, source=SOURCE, scheduler="local", workers=0)
+    with pytest.raises(TypeError, match="regrade must be True or False, got str"):
+        grade_class(tmp_path, NAME, source=SOURCE, regrade="yes")
 
 
 def test_journal_survives_a_torn_line(tmp_path):

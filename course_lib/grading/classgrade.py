@@ -543,6 +543,8 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
             raise ValueError(f"{label} must be a positive number of seconds, got {value!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+    if not isinstance(regrade, bool):
+        raise TypeError(f"regrade must be True or False, got {type(regrade).__name__}")
     if template is not None and not isinstance(template, bytes):
         raise TypeError(f"template must be the bytes returned by build_template, got {type(template).__name__}")
     if scheduler is not None:
