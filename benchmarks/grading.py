@@ -25,6 +25,7 @@ solution and N of its release.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import statistics
@@ -75,7 +76,7 @@ def dask_figures(args, folder: Path, source: Path, name: str, template: bytes, s
     cluster = None
     if args.scheduler == "local":
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, host="127.0.0.1")
+                                           dashboard_address=None, host="127.0.0.1", silence_logs=logging.CRITICAL)
     client = distributed.Client(cluster or args.scheduler, timeout=30, set_as_default=False)
     try:
         client.wait_for_workers(1, timeout=60)
