@@ -7,16 +7,25 @@ In one run, on the same set of submissions:
   imports, unpacking, checks);
 * class throughput with 1 and with 2 workers (``grade_class``), seconds per notebook and notebooks per
   minute, and the 2-worker speed-up (time with 1 / time with 2). A speed-up near 2 needs two free cores: on
-  a shared machine it measures the contention as much as the grader.
+  a shared machine it measures the contention as much as the grader;
+* the same submissions on a ``dask.distributed`` cluster: a ``LocalCluster`` of 2 worker processes (one
+  thread each) started here (its start-up timed apart), or the cluster at ``--scheduler ADDRESS``; its
+  throughput against the 2-worker local pool;
+* the dask path's cost per task: a trivial task carrying the same payload as a grading task (the submission
+  and the zipped assignment) sent and answered one at a time (scheduling, pickling and transfer), and for a
+  graded one the caller's wall time against the time the unit itself spent on the worker.
 
-Usage: ``python benchmarks/grading.py [--copies N] [--assignment NAME --source DIR]``. By default it grades
-``2 * N`` copies of the grading corpus's correct and wrong-answer submissions (``tests/grading_corpus``,
-numpy only); with ``--assignment`` it grades N copies of that assignment's solution and N of its release.
+The load average is printed at the start and at the end: figures from a busy machine say so. Usage:
+``python benchmarks/grading.py [--copies N] [--assignment NAME --source DIR] [--scheduler ADDRESS]``. By
+default it grades ``2 * N`` copies of the grading corpus's correct and wrong-answer submissions
+(``tests/grading_corpus``, numpy only); with ``--assignment`` it grades N copies of that assignment's
+solution and N of its release.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import statistics
@@ -24,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from course_lib.grading import _dask
 from course_lib.grading.classgrade import GradingJob, build_template, grade_class, grade_submission
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,12 +57,78 @@ def submissions(args, scratch: Path) -> tuple[Path, Path, str]:
     return folder, source, name
 
 
+def _payload(job: GradingJob) -> int:
+    """The trivial task: touches what a grading task carries, does nothing else (sent by value from here)."""
+    return len(job.data) + len(job.template)
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPU(s)"
+
+
+def dask_figures(args, folder: Path, source: Path, name: str, template: bytes, scratch: Path, n: int) -> dict:
+    """Throughput on the cluster and the per-task overhead; returns the figures."""
+    import distributed
+
+    out = {}
+    t0 = time.perf_counter()
+    cluster = None
+    if args.scheduler == "local":
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, host="127.0.0.1", silence_logs=logging.CRITICAL)
+    client = distributed.Client(cluster or args.scheduler, timeout=30, set_as_default=False)
+    try:
+        client.wait_for_workers(1, timeout=60)
+        out["start"] = time.perf_counter() - t0
+        print(f"  dask: {_dask.describe(client)}; connecting{' and starting it' if cluster else ''} took "
+              f"{out['start']:.1f} s")
+        path = sorted(folder.glob("*.ipynb"))[0]
+        job = GradingJob(path.stem, name, path.name, path.read_bytes(), template, timeout=600, cell_timeout=180)
+        client.submit(_payload, job, pure=False).result()  # warm: the function and a first connection
+        trips = []
+        for _ in range(args.round_trips):
+            t = time.perf_counter()
+            client.submit(_payload, job, pure=False).result()
+            trips.append(time.perf_counter() - t)
+        out["trivial"] = statistics.median(trips)
+        print(f"  trivial task with a grading task's payload ({(len(job.data) + len(job.template)) / 1e3:.0f} kB), "
+              f"one at a time: median {1e3 * out['trivial']:.1f} ms over {len(trips)} round trips "
+              f"(min {1e3 * min(trips):.1f} ms)")
+        t = time.perf_counter()
+        result = client.submit(_dask.run_unit, job, pure=False).result()
+        wall = time.perf_counter() - t
+        out["graded_overhead"] = wall - result.seconds
+        print(f"  one graded task: {wall:.2f} s at the caller, {result.seconds:.2f} s in the unit on the worker: "
+              f"{1e3 * out['graded_overhead']:.0f} ms of dask overhead ({result.status}, "
+              f"{result.score:g}/{result.max_score:g})")
+        course = scratch / "course_dask"
+        course.mkdir()
+        t0 = time.perf_counter()
+        report = grade_class(folder, name, course=course, source=source, scheduler=client, template=template,
+                             progress=False)
+        out["batch"] = time.perf_counter() - t0
+        statuses = sorted({r.status for r in report.results})
+        print(f"  dask, {_dask.describe(client)}: {out['batch']:.1f} s for {n} notebooks = "
+              f"{out['batch'] / n:.2f} s per notebook, {60 * n / out['batch']:.1f} notebooks/min "
+              f"(statuses: {', '.join(statuses)})")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=3, help="copies of each kind of submission (default 3)")
     parser.add_argument("--assignment", help="grade this assignment instead of the grading corpus")
     parser.add_argument("--source", default=str(REPO / "solutions"), help="folder holding ASSIGNMENT/ (solutions/)")
+    parser.add_argument("--scheduler", default="local", help="a dask scheduler's address, or 'local' (default) for "
+                                                             "a LocalCluster of 2 worker processes")
+    parser.add_argument("--round-trips", type=int, default=20, help="trivial dask tasks timed (default 20)")
     args = parser.parse_args()
+    print(f"at the start: {load()}")
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         folder, source, name = submissions(args, scratch)
@@ -86,8 +162,14 @@ def main() -> None:
             print(f"  {workers} worker(s): {timings[workers]:.1f} s for {n} notebooks = "
                   f"{timings[workers] / n:.2f} s per notebook, {60 * n / timings[workers]:.1f} notebooks/min "
                   f"(statuses: {', '.join(statuses)})")
+        dask = dask_figures(args, folder, source, name, template, scratch, n)
+    print(f"at the end: {load()}")
     print(f"seconds per notebook, graded alone: {per_notebook:.1f}")
     print(f"2-worker speed-up: {timings[1] / timings[2]:.2f}x (time with 1 worker / time with 2 workers)")
+    print(f"dask cluster vs 2-worker local pool: {timings[2] / dask['batch']:.2f}x the throughput "
+          f"(local time / dask time; the cluster's start-up of {dask['start']:.1f} s not included)")
+    print(f"dask overhead per task: a trivial round trip is {100 * dask['trivial'] / per_notebook:.2f}% of one "
+          f"notebook's grading; a graded task's overhead {100 * dask['graded_overhead'] / per_notebook:.2f}%")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ Two entry points, each also a command (``python -m course_lib.grading --help``):
   instructor's batch. Every submission is autograded by nbgrader in its own process against its own
   temporary gradebook, with a time limit and a sandbox tripwire; results are merged into the course's
   gradebook, with a scores CSV, per-student feedback HTML without hidden tests, a progress bar, and a
-  summary of every submission that did not grade cleanly. The units run on any
-  ``concurrent.futures.Executor`` (a ``dask.distributed`` client's ``get_executor()`` for a cluster).
+  summary of every submission that did not grade cleanly. On a cluster (``--scheduler tcp://HOST:PORT``,
+  or ``--scheduler local`` to try it here) every submission is one ``dask.distributed`` task, rescheduled
+  when its worker dies; a batch that is interrupted resumes where it stopped (``--regrade`` grades all).
 
 Requirements. The self-check needs only ``nbformat``, ``nbclient`` and ``ipykernel``: all three ship with
 Colab and Jupyter, so it works in Colab without nbgrader (there it checks the open notebook, which is not
@@ -24,7 +25,7 @@ nbformat nor nbgrader, so the self-check cell costs nothing where it is skipped.
 
 from .selfcheck import SELF_CHECK_ENV, CellResult, SelfCheckReport, check_notebook, self_check
 
-_LAZY = {"ClassReport", "GradingJob", "SubmissionResult", "grade_class", "grade_submission"}
+_LAZY = {"ClassReport", "GradingInterrupted", "GradingJob", "SubmissionResult", "grade_class", "grade_submission"}
 
 __all__ = ["SELF_CHECK_ENV", "CellResult", "SelfCheckReport", "check_notebook", "self_check", *sorted(_LAZY)]
 

@@ -30,7 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("submissions", help="nbgrader's submitted/ folder, the course folder, or a folder of "
                                            "<student>.ipynb files")
     grade.add_argument("--assignment", required=True)
-    grade.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    grade.add_argument("--workers", type=int, default=1, help="submissions graded at once on this machine, or "
+                                                               "the worker processes of --scheduler local (default 1)")
+    grade.add_argument("--scheduler", help="grade on a dask.distributed cluster: its scheduler's address "
+                                           "(tcp://HOST:8786), or 'local' to start a LocalCluster of --workers "
+                                           "processes here")
+    grade.add_argument("--connect-timeout", type=float, default=10, help="seconds to reach the scheduler and "
+                                                                         "find a worker (default 10)")
+    grade.add_argument("--regrade", action="store_true", help="grade every submission again, also those whose "
+                                                              "saved verdict is still valid")
     grade.add_argument("--course", help="where autograded/, feedback/ and the CSV go (default: here)")
     grade.add_argument("--source", help="folder with ASSIGNMENT/ASSIGNMENT.ipynb (default: COURSE/solutions "
                                         "or COURSE/source)")
@@ -54,16 +62,20 @@ def main(argv: list[str] | None = None) -> int:
         print(report.format())
         return report.exit_code
 
-    from .classgrade import grade_class, result_dict
+    from .classgrade import GradingInterrupted, grade_class, result_dict
 
     try:
         report = grade_class(args.submissions, args.assignment, course=args.course, source=args.source,
-                             gradebook=args.gradebook, workers=args.workers, timeout=args.timeout,
-                             cell_timeout=args.cell_timeout, max_output_chars=args.max_output,
-                             restore_missing=not args.no_restore, progress=not args.quiet)
-    except (FileNotFoundError, ValueError) as exc:
+                             gradebook=args.gradebook, workers=args.workers, scheduler=args.scheduler,
+                             timeout=args.timeout, cell_timeout=args.cell_timeout, max_output_chars=args.max_output,
+                             restore_missing=not args.no_restore, progress=not args.quiet, regrade=args.regrade,
+                             connect_timeout=args.connect_timeout)
+    except (OSError, ValueError, TypeError, ImportError, RuntimeError) as exc:  # OSError: ConnectionError, files
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except GradingInterrupted as exc:
+        print(exc, file=sys.stderr)
+        return 130
     print(report.summary())
     if args.json:
         with open(args.json, "w") as fh:

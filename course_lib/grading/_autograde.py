@@ -3,7 +3,9 @@
 ``template SOURCE ASSIGNMENT DEST`` generates the assignment once into a scratch course ``DEST`` (source,
 release, gradebook) that every submission's unit copies. ``unit DIR`` autogrades the one submission that a
 unit folder holds against that folder's own gradebook, renders feedback from a sanitized copy, and writes
-``result.json``. Running in a child lets the caller enforce a hard time limit and survive any crash.
+``result.json``. Running in a child lets the caller enforce a hard time limit and survive any crash; and
+if the caller dies first (a dask worker killed mid-task), the unit notices, kills its kernel, removes its
+folder and exits, so no grading outlives the process that asked for it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import sys
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 import json  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -105,12 +109,30 @@ def grade_unit(unit: Path) -> dict:
     return out
 
 
+def _orphan_watch(unit: Path, every: float = 0.5) -> None:
+    """Exit (killing this unit's kernel and removing its folder) as soon as the process that started this one
+    is gone: its parent id changes when it dies."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        from .classgrade import UNIT_ENV, _kill_leftovers
+
+        _kill_leftovers(os.environ.get(UNIT_ENV, unit.name), spare=os.getpid())
+        shutil.rmtree(unit, ignore_errors=True)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["template"] and len(argv) == 4:
         make_template(Path(argv[1]), argv[2], Path(argv[3]))
         return 0
     if argv[:1] == ["unit"] and len(argv) == 2:
         unit = Path(argv[1])
+        _orphan_watch(unit)
         try:
             out = grade_unit(unit)
         except Exception:  # reported to the parent in result.json, never lost

@@ -1,13 +1,15 @@
 """Class-scale autograding on top of nbgrader: one process, one gradebook and one time limit per submission.
 
 :func:`grade_class` turns every submission into a self-contained :class:`GradingJob` (the submitted bytes and
-a zipped scratch course: source, release, gradebook) and hands it to :func:`grade_submission` on any
-``concurrent.futures.Executor``: a local process pool, or ``dask.distributed``'s ``client.get_executor()``
-for a cluster. Each unit unpacks its own course folder, checks the notebook, runs ``nbgrader autograde`` in
-a child process with a hard time limit behind a sandbox tripwire (:mod:`course_lib.grading._sandbox`),
-renders feedback without hidden tests, and returns a :class:`SubmissionResult`. The caller merges the
-results into the course's gradebook, writes ``autograded/`` and ``feedback/`` in nbgrader's layout, a
-scores CSV, and a summary of every submission that did not grade cleanly.
+a zipped scratch course: source, release, gradebook) and hands it to :func:`grade_submission` on a local
+pool of threads (each driving one grading process), on any ``concurrent.futures.Executor``, or on a
+``dask.distributed`` cluster (``scheduler=``, one task per submission, see :mod:`course_lib.grading._dask`).
+Each unit unpacks its own course folder, checks the notebook, runs ``nbgrader autograde`` in a child process
+with a hard time limit behind a sandbox tripwire (:mod:`course_lib.grading._sandbox`), renders feedback
+without hidden tests, and returns a :class:`SubmissionResult`. The caller saves each result as it arrives:
+``autograded/`` and ``feedback/`` in nbgrader's layout, the course's gradebook, and one line in the
+assignment's journal (``<assignment>_graded.jsonl``), so an interrupted batch resumes where it stopped; at
+the end it writes a scores CSV and a summary of every submission that did not grade cleanly.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import tempfile
 import time
 import warnings
 import zipfile
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from itertools import chain
 from pathlib import Path
 
 import nbformat
@@ -49,6 +52,8 @@ UNCLEAN = {
     "output_truncated": "outputs were too large",
     "sandbox_violation": "the submission tried to touch files or programs outside its folder",
     "hidden_leak_redacted": "outputs quoting hidden tests were removed",
+    "unit_crashed": "the grading unit crashed or every worker that ran it died; nothing was recorded for it "
+                    "(rerun to grade it)",
 }
 INFO = {"unanswered": "no answer cell was changed", "cell_errors": "answer cells raised errors"}
 
@@ -94,6 +99,7 @@ class SubmissionResult:
     log_tail: str = ""
     timestamp: str | None = None
     phases: dict = field(default_factory=dict)  # seconds spent in nbgrader autograde and feedback
+    worker: str = ""  # the dask worker that graded it (empty on the local pool)
 
     @property
     def clean(self) -> bool:
@@ -114,6 +120,8 @@ class ClassReport:
     workers: int | None  # None: the caller's executor
     csv_path: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)  # students whose saved verdict was kept (not graded again)
+    where: str | None = None  # the dask cluster, in words
 
     @property
     def unclean(self) -> list[SubmissionResult]:
@@ -123,11 +131,14 @@ class ClassReport:
         return {r.student: r for r in self.results}
 
     def summary(self) -> str:
-        n = len(self.results)
-        per = self.seconds / n if n else 0.0
-        how = f"{self.workers} worker(s)" if self.workers else "the given executor"
-        lines = [f"Graded {n} submission(s) of {self.assignment} in {self.seconds:.1f} s with {how} "
+        n, kept = len(self.results), len(self.reused)
+        per = self.seconds / (n - kept) if n > kept else 0.0
+        how = self.where or (f"{self.workers} worker(s)" if self.workers else "the given executor")
+        lines = [f"Graded {n - kept} submission(s) of {self.assignment} in {self.seconds:.1f} s with {how} "
                  f"({per:.1f} s per notebook)."]
+        if kept:
+            lines.append(f"Kept the saved verdicts of {kept} submission(s) graded by an earlier run (unchanged "
+                         f"notebook, source and settings; --regrade grades them again).")
         bad = self.unclean
         if bad:
             width = max(len(r.student) for r in bad)
@@ -345,15 +356,16 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _kill_leftovers(marker: str) -> None:
-    """Kill any process still carrying this unit's marker (a kernel that outlived nbgrader in its own session)."""
+def _kill_leftovers(marker: str, spare: int | None = None) -> None:
+    """Kill any process still carrying this unit's marker (a kernel that outlived nbgrader in its own session),
+    except the process ``spare`` (the unit's own grading process when it cleans up after itself)."""
     try:
         import psutil
     except ImportError:
         return
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get(UNIT_ENV) == marker:
+            if proc.pid != spare and proc.environ().get(UNIT_ENV) == marker:
                 proc.kill()
         except (psutil.Error, OSError):
             continue
@@ -465,25 +477,32 @@ def build_template(source: Path, assignment: str, scratch: Path, timeout: float 
 
 def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str | os.PathLike | None = None,
                 source: str | os.PathLike | None = None, gradebook: str | os.PathLike | None = None,
-                workers: int = 1, executor: cf.Executor | None = None, timeout: float = 900,
+                workers: int = 1, executor: cf.Executor | None = None, scheduler=None, timeout: float = 900,
                 cell_timeout: float = 180, max_output_chars: int = 20_000, restore_missing: bool = True,
                 progress: bool = True, scratch: str | os.PathLike | None = None,
-                template: bytes | None = None) -> ClassReport:
+                template: bytes | None = None, regrade: bool = False, connect_timeout: float = 10,
+                retries: int = 1) -> ClassReport:
     """Autograde every submission of ``assignment``, each in its own process, and merge the results.
+
+    Each verdict is saved as soon as it arrives (files, gradebook, then one line in the journal
+    ``course/<assignment>_graded.jsonl``), so a batch that is interrupted loses nothing: a second run keeps the
+    saved verdicts of submissions whose notebook, source and settings are unchanged and grades the rest.
 
     Args:
         submissions: nbgrader's ``submitted/`` folder (``<student>/<assignment>/*.ipynb``), the course folder
             holding it, or a flat folder of ``<student>.ipynb`` files.
         assignment: the assignment's name (the folder and notebook name in ``source``).
-        course: where ``autograded/``, ``feedback/`` and ``<assignment>_scores.csv`` go (default: the current
-            folder).
+        course: where ``autograded/``, ``feedback/``, ``<assignment>_scores.csv`` and the journal go (default:
+            the current folder).
         source: the folder holding ``<assignment>/<assignment>.ipynb`` with solutions and hidden tests (default:
             ``course/solutions`` if it exists, else ``course/source``).
         gradebook: the course's gradebook file that results are merged into (default: ``course/gradebook.db``).
         workers: how many submissions are graded at once by the default executor (threads, each driving
-            one grading process).
-        executor: any ``concurrent.futures.Executor`` to run the units instead, e.g.
-            ``dask.distributed.Client(...).get_executor()``; it is not shut down here.
+            one grading process), or the number of worker processes of ``scheduler="local"``.
+        executor: any ``concurrent.futures.Executor`` to run the units instead; it is not shut down here.
+        scheduler: grade on a ``dask.distributed`` cluster, one task per submission: a scheduler address
+            (``"tcp://host:8786"``), a ``distributed.Client`` (not closed here), or ``"local"`` for a
+            ``LocalCluster`` of ``workers`` processes started and stopped here.
         timeout: seconds for one submission, all included; past it the unit and its kernel are killed.
         cell_timeout: seconds for one cell (nbgrader interrupts the kernel past it).
         max_output_chars: outputs longer than this are cut in the stored notebook and the feedback.
@@ -492,23 +511,46 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
         scratch: where the units' scratch folders go (default: a new temporary folder).
         template: the zipped scratch course from :func:`build_template` for this ``source`` and ``assignment``,
             to skip generating the assignment again (default: generate it).
+        regrade: grade every submission again, even those whose saved verdict is still valid.
+        connect_timeout: seconds to reach the dask scheduler and to find a worker there.
+        retries: on dask, how many times a task that raised is run again (a task whose worker died is
+            rescheduled by dask itself, up to ``distributed.scheduler.allowed-failures`` times).
 
     Returns:
         A :class:`ClassReport`; ``report.summary()`` lists every submission that did not grade cleanly.
+
+    Raises:
+        ConnectionError: the dask scheduler cannot be reached (nothing is written), or was lost mid-batch
+            (what was saved stays saved).
+        GradingInterrupted: a ``KeyboardInterrupt`` during the batch; it says how many verdicts were saved.
 
     Example:
         >>> report = grade_class("submitted", "02_batch_normalization", workers=4)  # doctest: +SKIP
         >>> print(report.summary())  # doctest: +SKIP
         Graded 120 submission(s) of 02_batch_normalization in 171.3 s with 4 worker(s) (1.4 s per notebook).
+        >>> report = grade_class("submitted", "02_batch_normalization", scheduler="tcp://10.0.0.5:8786")  # doctest: +SKIP
     """
     start = time.monotonic()
     if not isinstance(assignment, str) or not assignment or "/" in assignment:
         raise ValueError(f"assignment must be a folder name such as '02_batch_normalization', got {assignment!r}")
-    if executor is None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+    if (executor is None or scheduler == "local") and (isinstance(workers, bool) or not isinstance(workers, int)
+                                                       or workers < 1):
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-    for value, label in ((timeout, "timeout"), (cell_timeout, "cell_timeout")):
+    if executor is not None and scheduler is not None:
+        raise ValueError("give executor or scheduler, not both")
+    for value, label in ((timeout, "timeout"), (cell_timeout, "cell_timeout"), (connect_timeout, "connect_timeout")):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"{label} must be a positive number of seconds, got {value!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+    if not isinstance(regrade, bool):
+        raise TypeError(f"regrade must be True or False, got {type(regrade).__name__}")
+    if template is not None and not isinstance(template, bytes):
+        raise TypeError(f"template must be the bytes returned by build_template, got {type(template).__name__}")
+    if scheduler is not None:
+        from . import _dask
+
+        _dask.check_scheduler(scheduler)
     course = Path(course).resolve() if course is not None else Path.cwd()
     if source is None:
         source = course / "solutions" if (course / "solutions").is_dir() else course / "source"
@@ -518,48 +560,89 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
     gradebook = Path(gradebook).resolve() if gradebook is not None else course / "gradebook.db"
     submissions = Path(submissions).resolve()
     found = find_submissions(submissions, assignment)
-    own_scratch = scratch is None
-    scratch = Path(tempfile.mkdtemp(prefix="course-grading-")) if own_scratch else Path(scratch)
-    scratch.mkdir(parents=True, exist_ok=True)
-    report = ClassReport(assignment, [], 0.0, workers if executor is None else None)
-    try:
-        if template is None:
-            template = build_template(source, assignment, scratch)
-        elif not isinstance(template, bytes):
-            raise TypeError(f"template must be the bytes returned by build_template, got {type(template).__name__}")
-        guard = _Guard(source / assignment, gradebook, template)
-        deny = tuple(str(p) for p in (source, gradebook, Path(f"{gradebook}-journal"), course / "autograded",
-                                      course / "feedback", submissions, REPO / "solutions", REPO / ".git",
-                                      REPO / "gradebook.db"))
-        jobs, results = [], []
+    report = ClassReport(assignment, [], 0.0, workers if executor is None and scheduler is None else None)
+    with ExitStack() as stack:
+        client = None
+        if scheduler is not None:  # first, so that an unreachable scheduler fails before anything is written
+            client, report.where = stack.enter_context(_dask.connect(scheduler, workers, connect_timeout))
+            report.warnings += _dask.probe(client)
+        own_scratch = scratch is None
+        scratch = Path(tempfile.mkdtemp(prefix="course-grading-")) if own_scratch else Path(scratch)
+        scratch.mkdir(parents=True, exist_ok=True)
+        if own_scratch:
+            stack.callback(shutil.rmtree, scratch, ignore_errors=True)
+        journal = _Journal(course / f"{assignment}{JOURNAL_SUFFIX}")
+        settings = _settings_digest(source / assignment, float(timeout), float(cell_timeout), int(max_output_chars),
+                                    bool(restore_missing))
+        saved = {} if regrade else _still_valid(journal.load(), settings, gradebook, course, assignment)
+        todo, early, kept = [], [], []
         for f in found:
             if f.path is None:
-                results.append(SubmissionResult(f.student, assignment, "ungradable", flags=["no_notebook"],
-                                                notes=[f"not graded: {f.problem}"], timestamp=f.timestamp))
+                early.append(SubmissionResult(f.student, assignment, "ungradable", flags=["no_notebook"],
+                                              notes=[f"not graded: {f.problem}"], timestamp=f.timestamp))
                 continue
+            data = f.path.read_bytes()
+            entry = saved.get(f.student)
+            if entry is not None and entry["submission"] == _sha256(data):
+                kept.append(_result_from(entry["result"]))
+            else:
+                todo.append((f, data))
+        if template is None and (todo or early):
+            template = build_template(source, assignment, scratch)
+        guard = _Guard(source / assignment, gradebook, template)
+        deny = tuple(str(p) for p in (source, gradebook, Path(f"{gradebook}-journal"), course / "autograded",
+                                      course / "feedback", submissions, journal.path,
+                                      course / f"{assignment}_scores.csv", REPO / "solutions", REPO / ".git",
+                                      REPO / "gradebook.db"))
+        jobs = []
+        for f, data in todo:
             renamed = (["renamed"], [f"the notebook was renamed to {f.renamed_from}; graded as {assignment}.ipynb"]) \
                 if f.renamed_from else ([], [])
-            jobs.append(GradingJob(f.student, assignment, f.path.name, f.path.read_bytes(), template, timeout,
+            jobs.append(GradingJob(f.student, assignment, f.path.name, data, template, timeout,
                                    cell_timeout, max_output_chars, restore_missing, deny, f.timestamp,
                                    str(scratch), tuple(renamed[1]), tuple(renamed[0])))
-        results += _run_all(jobs, executor, workers, progress)
-        for r in results:
-            if r.status != "graded" and r.feedback_html is None:
-                r.feedback_html = _feedback.verdict_page(r.student, assignment, r.status, r.score, r.max_score, r.notes)
-            if not r.max_score:
-                r.max_score = _max_score(template, assignment)
-            report.warnings += guard.check(f"before saving {r.student}")
-            _write_files(course, r)
-            _merge(gradebook, template, r)
-            guard.saved()
+        digests = {job.student: _sha256(job.data) for job in jobs}
+        if client is not None:
+            arriving = _dask.results(jobs, client, progress, retries)
+        else:
+            arriving = _local_results(jobs, executor, workers, progress)
+        stack.callback(arriving.close)  # cancels what is still queued, also on an interrupt
+        results, saved_now = list(kept), 0
+        try:
+            for r in chain(early, arriving):
+                if not r.max_score:
+                    r.max_score = _max_score(template, assignment)
+                results.append(r)
+                if "unit_crashed" in r.flags:  # no verdict on the submission: nothing to save, rerun grades it
+                    continue
+                if r.status != "graded" and r.feedback_html is None:
+                    r.feedback_html = _feedback.verdict_page(r.student, assignment, r.status, r.score, r.max_score,
+                                                             r.notes)
+                report.warnings += guard.check(f"before saving {r.student}")
+                _write_files(course, r)
+                _merge(gradebook, template, r)
+                guard.saved()
+                if r.student in digests:
+                    journal.append({"student": r.student, "submission": digests[r.student], "settings": settings,
+                                    "result": result_dict(r)})
+                    saved_now += 1
+        except KeyboardInterrupt:
+            raise GradingInterrupted(saved_now, len(jobs), journal.path) from None
         report.warnings += guard.check("at the end")
         report.results = sorted(results, key=lambda r: r.student)
+        report.reused = sorted(r.student for r in kept)
         report.csv_path = _write_csv(course / f"{assignment}_scores.csv", report.results)
-    finally:
-        if own_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
     report.seconds = time.monotonic() - start
     return report
+
+
+class GradingInterrupted(KeyboardInterrupt):
+    """A class batch stopped by an interrupt; every verdict that arrived before it is saved."""
+
+    def __init__(self, saved: int, total: int, journal: Path):
+        self.saved, self.total, self.journal = saved, total, journal
+        super().__init__(f"interrupted: {saved} of {total} submission(s) graded in this run were saved (gradebook, "
+                         f"files and {journal.name}); run the same command again to grade the rest")
 
 
 def _max_score(template: bytes, assignment: str) -> float:
@@ -568,29 +651,114 @@ def _max_score(template: bytes, assignment: str) -> float:
     return sum(nbt.points(c) for c in nb.cells if nbt.is_grade(c))
 
 
-def _run_all(jobs: list[GradingJob], executor: cf.Executor | None, workers: int, progress: bool) -> list[SubmissionResult]:
-    """Run every job on ``executor`` (default: ``workers`` threads, each driving one grading child process)."""
+def crashed(job: GradingJob, why: str) -> SubmissionResult:
+    """The result for a unit that produced no verdict (it raised, or its workers died): flagged
+    ``unit_crashed``, so it is reported but not saved, and a rerun grades it."""
+    return SubmissionResult(job.student, job.assignment, "failed", flags=[*job.flags, "unit_crashed"],
+                            notes=[*job.notes, f"not graded: {why}; nothing was recorded, rerun to grade it"],
+                            timestamp=job.timestamp)
+
+
+def _local_results(jobs: list[GradingJob], executor: cf.Executor | None, workers: int, progress: bool):
+    """Yield each job's result as it completes on ``executor`` (default: ``workers`` threads, each driving one
+    grading child process); closing the generator cancels the jobs not started yet."""
     from tqdm.auto import tqdm
 
     own = executor is None
     pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grading") if own else executor
-    results: dict[int, SubmissionResult] = {}
+    futures = {}
     try:
-        futures = {pool.submit(grade_submission, job): i for i, job in enumerate(jobs)}
+        futures = {pool.submit(grade_submission, job): job for job in jobs}
         with tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress) as bar:
             for future in cf.as_completed(futures):
-                i = futures[future]
+                job = futures[future]
                 try:
-                    results[i] = future.result()
-                except Exception as exc:  # a unit that died on a remote worker: still a verdict
-                    job = jobs[i]
-                    results[i] = SubmissionResult(job.student, job.assignment, "failed",
-                                                  notes=[f"grading unit crashed: {type(exc).__name__}: {exc}"])
+                    result = future.result()
+                except Exception as exc:  # a unit that died in another process: reported, not saved
+                    result = crashed(job, f"the grading unit raised {type(exc).__name__}: {exc}")
                 bar.update(1)
+                yield result
     finally:
+        for future in futures:
+            future.cancel()
         if own:
             pool.shutdown(wait=True, cancel_futures=True)
-    return [results[i] for i in sorted(results)]
+
+
+# ------------------------------------------------------------------------------------------- the journal
+JOURNAL_SUFFIX = "_graded.jsonl"
+
+
+class _Journal:
+    """An append-only record of the verdicts saved in the gradebook, one JSON line each, written after the
+    gradebook commit (so a line always means a saved verdict; a line torn by a kill is ignored)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> dict[str, dict]:
+        entries: dict[str, dict] = {}
+        if not self.path.is_file():
+            return entries
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:  # the end of a line whose write was interrupted
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("student"), str) and isinstance(entry.get("result"), dict):
+                entries[entry["student"]] = entry  # the last line of a student wins
+        return entries
+
+    def append(self, entry: dict) -> None:
+        line = json.dumps(entry, default=str).encode() + b"\n"
+        with open(self.path, "ab") as fh:
+            if fh.tell() and self._last_byte() != b"\n":
+                line = b"\n" + line  # after a torn line: start a fresh one
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _last_byte(self) -> bytes:
+        with open(self.path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _settings_digest(source: Path, *settings) -> str:
+    """What a verdict depends on besides the notebook: the source folder's files and the grading settings."""
+    h = hashlib.sha256(json.dumps([str(s) for s in settings]).encode())
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        h.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _still_valid(entries: dict[str, dict], settings: str, gradebook: Path, course: Path,
+                 assignment: str) -> dict[str, dict]:
+    """The journal entries whose verdict is still in the gradebook and on disk, for the same source/settings."""
+    entries = {s: e for s, e in entries.items() if e.get("settings") == settings
+               and (course / "feedback" / s / assignment / f"{assignment}.html").is_file()}
+    if not entries or not gradebook.is_file():
+        return {}
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with _venv_on_path(), warnings.catch_warnings(), Gradebook(f"sqlite:///{gradebook}") as gb:
+        warnings.simplefilter("ignore")
+        try:
+            recorded = {sub.student.id for sub in gb.assignment_submissions(assignment)}
+        except MissingEntry:
+            return {}
+    return {s: e for s, e in entries.items() if s in recorded}
+
+
+def _result_from(d: dict) -> SubmissionResult:
+    names = {f.name for f in fields(SubmissionResult)}
+    kwargs = {k: v for k, v in d.items() if k in names}
+    kwargs["cells"] = [CellResult(**c) for c in d.get("cells", [])]
+    return SubmissionResult(**kwargs)
 
 
 def _write_files(course: Path, r: SubmissionResult) -> None:
