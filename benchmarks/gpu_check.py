@@ -1,4 +1,4 @@
-"""One prepared device check: CPU/GPU parity tests, every chapter on the GPU, and the saliency benchmark.
+"""One prepared device check: CPU/GPU parity tests, every chapter on the GPU, and the saliency and pretrained benchmarks.
 
 Made for a machine lent for a few minutes that has torch but not this project's virtual environment (no
 jupytext, nbval or ipykernel, and no network to install them): the chapters are run from their committed,
@@ -62,7 +62,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="the device the chapters run on (COURSE_DEVICE)")
     parser.add_argument("--skip-tests", action="store_true", help="do not run the cuda-marked parity tests")
-    parser.add_argument("--skip-bench", action="store_true", help="do not run benchmarks/saliency.py")
+    parser.add_argument("--skip-bench", action="store_true", help="do not run benchmarks/saliency.py and pretrained.py")
     parser.add_argument("--chapters", nargs="*", default=None, help="chapter number prefixes (default: all)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per step")
     parser.add_argument("--report", type=Path, default=None, help="write every step's output to this JSON file")
@@ -92,9 +92,10 @@ def main() -> int:
             steps.append(run(f"chapter {nb.stem} on {args.device}", [sys.executable, str(script)], env,
                              nb.parent, args.timeout))
     if not args.skip_bench:
-        steps.append(run("benchmarks/saliency.py", [sys.executable, str(ROOT / "benchmarks" / "saliency.py"),
-                                                    "--device", args.device], env, ROOT, args.timeout))
-        print(steps[-1]["output"], flush=True)
+        for bench in ("saliency.py", "pretrained.py"):
+            steps.append(run(f"benchmarks/{bench}", [sys.executable, str(ROOT / "benchmarks" / bench),
+                                                     "--device", args.device], env, ROOT, args.timeout))
+            print(steps[-1]["output"], flush=True)
 
     failed = [s["step"] for s in steps if s["rc"] != 0]
     print(f"\n{len(steps) - len(failed)} of {len(steps)} steps passed"

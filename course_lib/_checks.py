@@ -8,7 +8,8 @@ inside torch with a message about strides or storage.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -20,6 +21,8 @@ __all__ = [
     "check_tensor",
     "check_images",
     "check_finite",
+    "check_unit_range",
+    "allow_out_of_range",
     "check_positive",
     "check_nonnegative",
     "check_int",
@@ -103,13 +106,44 @@ def check_tensor(
     return x
 
 
-def check_images(x, name: str = "images", channels: int | None = 3, value_range: bool = False) -> torch.Tensor:
-    """Validate a batch of images ``(N, C, H, W)``; optionally require values in ``[0, 1]``."""
+def check_unit_range(x: torch.Tensor, name: str, tolerance: float = 1e-6) -> None:
+    """Require values in ``[-tolerance, 1 + tolerance]``; a 0-255 image gets a hint to divide by 255."""
+    if not x.numel():
+        return
+    lo, hi = (float(v) for v in x.detach().aminmax())
+    if lo < -tolerance or hi > 1 + tolerance:
+        hint = "; it looks like a 0-255 image: divide it by 255" if hi > 2 and lo >= -tolerance else ""
+        raise ValueError(f"{name} must have values in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")
+
+
+@contextmanager
+def allow_out_of_range(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block, ``model``'s range-checking modules accept inputs outside ``[0, 1]``.
+
+    A module opts in with a boolean attribute ``check_range`` (the input ``Normalize`` of
+    :mod:`course_lib.pretrained`); it is set to ``False`` and restored on exit, even after an exception. For
+    methods that feed deliberately out-of-range images, such as Smooth Grad-CAM++'s Gaussian noise; the other
+    checks (rank, channels, NaN) stay on.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    modules = [m for m in model.modules() if getattr(m, "check_range", None) is True]
+    for m in modules:
+        m.check_range = False
+    try:
+        yield model
+    finally:
+        for m in modules:
+            m.check_range = True
+
+
+def check_images(
+    x, name: str = "images", channels: int | None = 3, value_range: bool = False, tolerance: float = 1e-6
+) -> torch.Tensor:
+    """Validate a batch of images ``(N, C, H, W)``; optionally require values in ``[0, 1]`` (up to ``tolerance``)."""
     x = check_tensor(x, name, ndim=4, shape={1: channels} if channels else None)
-    if value_range and x.numel():
-        lo, hi = float(x.min()), float(x.max())
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            raise ValueError(f"{name} must have values in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
+    if value_range:
+        check_unit_range(x, name, tolerance)
     return x
 
 

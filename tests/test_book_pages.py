@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from course_lib._book import REPO
 from course_lib._bookcheck import launch_targets
 
 HTML = REPO / "_build" / "html"
-EXECUTED = REPO / "_build" / "jupyter_execute"
+CACHE = REPO / "_build" / ".jupyter_cache"
 SCREENSHOTS = REPO / "_build" / "screenshots"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = "/usr/bin/chromium"
@@ -74,13 +75,21 @@ def _code_cells(page: str) -> list[tuple[list[str], str]]:
     return cells
 
 
-def figure_outputs(page: str) -> int:
-    """The ``image/png`` outputs the executed notebook shows (cells removed from the page not counted)."""
-    path = EXECUTED / f"{page}.ipynb"
-    if not path.is_file():
-        return 0
+def executed_notebook(page: str) -> dict | None:
+    """The notebook as the book build executed it (the execution cache's latest record of the page)."""
+    if not (CACHE / "global.db").is_file():
+        return None
+    with sqlite3.connect(CACHE / "global.db") as db:
+        row = db.execute("SELECT hashkey FROM nbcache WHERE uri = ? ORDER BY accessed DESC LIMIT 1",
+                         (str(_source(page)),)).fetchone()
+    path = CACHE / "executed" / row[0] / "base.ipynb" if row else None
+    return json.loads(path.read_text()) if path and path.is_file() else None
+
+
+def figure_outputs(nb: dict) -> int:
+    """The ``image/png`` outputs an executed notebook shows (cells removed from the page not counted)."""
     count = 0
-    for cell in json.loads(path.read_text())["cells"]:
+    for cell in nb["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
         if cell["cell_type"] != "code" or {"remove-cell", "remove-output"} & set(tags):
             continue
@@ -89,8 +98,9 @@ def figure_outputs(page: str) -> int:
 
 
 def figure_cells(page: str) -> int:
-    """Visible code cells that draw a figure (``plt.show()``)."""
-    return sum("plt.show()" in src and not {"remove-cell", "remove-output"} & set(tags)
+    """Visible code cells that always draw a figure (``plt.show()`` at the top level of the cell; one inside a
+    ``try``/``if`` may be an online-only figure)."""
+    return sum(bool(re.search(r"^plt\.show\(\)", src, re.M)) and not {"remove-cell", "remove-output"} & set(tags)
                for tags, src in _code_cells(page))
 
 
@@ -163,12 +173,14 @@ def _requests(browser) -> list[str]:
 
 
 def _screenshot(browser, path: Path):
-    metrics = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})
-    size = metrics["cssContentSize"]
-    height = min(int(size["height"]), 40000)
-    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": int(size["width"]), "height": height, "scale": 1}})
+    """The whole page, as tall as it is (at most 40000 px), 1280 px wide."""
+    height = min(int(browser.execute_script("return document.documentElement.scrollHeight")), 40000)
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 1280, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
 
@@ -204,7 +216,11 @@ def test_page_as_a_reader_sees_it(page, site, browser):
     if broken:
         problems.append(f"figures that did not load: {broken[:3]}")
     if page.startswith("chapters/"):
-        expected, drawn = figure_outputs(page), figure_cells(page)
+        executed = executed_notebook(page)
+        if executed is None:
+            problems.append("the execution cache holds no executed copy of the page: rebuild with `make book`")
+            executed = {"cells": []}
+        expected, drawn = figure_outputs(executed), figure_cells(page)
         if len(figures) != expected:
             problems.append(f"{len(figures)} figures on the page, the executed notebook has {expected}")
         if len(figures) < max(drawn, 1):

@@ -7,6 +7,8 @@ import pytest
 CONTRACT = {
     "course_lib.device": ["get_device", "seed_everything"],
     "course_lib.data": ["ShapesDataset", "PoseFiguresDataset", "load_photo", "PHOTO_NAMES"],
+    "course_lib.pretrained": ["efficientnet_lite0", "IMAGENET_CATEGORIES", "top_k", "imagenet_preprocess",
+                              "load_torchvision"],
     "course_lib.preprocessing": ["MeanImage", "ChannelMean", "ChannelStandardize", "PCA", "Whitening"],
     "course_lib.batchnorm": ["batch_norm", "batch_norm_backward", "BatchNorm2d", "fold_batchnorm"],
     "course_lib.training": ["fit"],

@@ -91,9 +91,14 @@ def test_toc_lists_every_chapter_and_only_existing_files():
     toc = (REPO / "_toc.yml").read_text()
     files = re.findall(r"file:\s*(\S+)", toc)
     for f in files:
-        assert (REPO / f"{f}.md").is_file(), f"_toc.yml lists {f}, which does not exist"
+        # a chapter is a paired .md; an exercise page is the released .ipynb itself
+        suffix = ".ipynb" if f.startswith("exercises/") else ".md"
+        assert (REPO / f"{f}{suffix}").is_file(), f"_toc.yml lists {f}, which does not exist"
     for md in CHAPTER_MDS:
         assert f"chapters/{md.stem}" in files, f"{_rel(md)} is not in _toc.yml"
+        assert f"exercises/{md.stem}/{md.stem}" in files, f"the exercise of {_rel(md)} has no page in _toc.yml"
+        assert f"{{doc}}`its graded exercise <../exercises/{md.stem}/{md.stem}>`" in md.read_text(), \
+            f"{_rel(md)} does not end with a link to its exercise page"
 
 
 def test_readme_opens_with_the_two_commands():

@@ -20,6 +20,7 @@ import torchvision
 from torch import nn
 
 from course_lib.models import SmallCNN
+from course_lib.pretrained import EfficientNetLite0, Normalize
 from course_lib.visualization import (
     ReceptiveField,
     activation_maximization,
@@ -50,6 +51,8 @@ def _arch(name: str) -> nn.Module:
 def _positive_copy(model: nn.Module, thin: bool = False) -> nn.Module:
     """A CPU copy with all-positive weights, identity batch norms and average pools in place of max-pools.
 
+    ReLU6 becomes ReLU (same geometry, never saturates) and an input ``Normalize`` the identity.
+
     With ``thin=True`` every convolution keeps its kernel, stride, padding and dilation but has one output channel
     (and one input channel after the first): with positive weights every channel has the same spatial support,
     so the field is unchanged while the cost drops a hundredfold. Linear layers (never reached: the forward
@@ -61,8 +64,10 @@ def _positive_copy(model: nn.Module, thin: bool = False) -> nn.Module:
             if isinstance(child, nn.MaxPool2d):
                 assert child.dilation in (1, (1, 1))
                 setattr(parent, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding, child.ceil_mode))
-            elif isinstance(child, nn.Linear):
+            elif isinstance(child, (nn.Linear, Normalize)):  # Normalize: point-wise, its buffers would be lost
                 setattr(parent, name, nn.Identity())
+            elif isinstance(child, nn.ReLU6):  # a saturated unit would cut the gradient's support
+                setattr(parent, name, nn.ReLU())
             elif thin and isinstance(child, nn.Conv2d):
                 c_in = 3 if child.in_channels == 3 else 1
                 setattr(parent, name, nn.Conv2d(c_in, 1, child.kernel_size, child.stride, child.padding,
@@ -208,6 +213,36 @@ def test_resnet18_matches_empirical():
     _check_against_empirical(model, "layer2", 128)
     _check_against_empirical(model, "layer4", 448, thin=True)
     _check_against_empirical(model, "layer3.1.conv1", 256, thin=True)
+
+
+def test_efficientnet_lite0_matches_empirical():
+    # Depthwise convolutions, TensorFlow SAME padding (asymmetric at even sizes, symmetric at odd ones) and
+    # MBConv's identity skips; full width (SameConv2d and groups would not survive the width-1 copy).
+    with torch.device("meta"):
+        model = EfficientNetLite0()
+    _check_against_empirical(model, "stem", 64)
+    _check_against_empirical(model, "blocks.7", 224)  # 147 px, the centre unit's field fits inside
+    _check_against_empirical(model, "blocks.4", 99)  # odd size: SAME pads (1, 1) at the 3 x 3 stride-2 convs
+    _check_against_empirical(model, "head", 224, expect_inside=False)
+
+
+def test_efficientnet_lite0_stage_resolutions():
+    # The module docstring's table: stride 2, 4, 8, 16, 32 at 224 x 224 gives 112, 56, 28, 14, 7.
+    with torch.device("meta"):
+        model = EfficientNetLite0()
+    expected = {"stem": 112, "blocks.0": 112, "blocks.2": 56, "blocks.4": 28, "blocks.7": 14, "blocks.10": 14,
+                "blocks.14": 7, "blocks.15": 7, "head": 7}
+    x, shapes = model.stem(torch.empty(1, 3, 224, 224, device="meta")), {}
+    shapes["stem"] = x.shape[-2:]
+    for i, block in enumerate(model.blocks):
+        x = block(x)
+        shapes[f"blocks.{i}"] = x.shape[-2:]
+    shapes["head"] = model.head(x).shape[-2:]
+    for layer, size in expected.items():
+        assert shapes[layer] == (size, size), layer
+        assert receptive_field(model, layer, input_size=224).output_size == (size, size), layer
+    with pytest.raises(ValueError, match="input_size"):
+        receptive_field(model, "stem")
 
 
 def test_resnet_shortcut_branch_layer():

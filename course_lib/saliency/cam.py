@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._checks import check_int, check_positive
+from .._checks import allow_out_of_range, check_int, check_positive
 from ._base import _ActivationMapExplainer
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "SmoothGradCAMPlusPlus"]
@@ -217,6 +217,7 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
         total = None
         for _ in tqdm(range(self.n_samples), desc="Smooth Grad-CAM++", disable=not self.progress, leave=False):
             noise = torch.randn(images.shape, generator=g, device=g.device).to(device=images.device, dtype=images.dtype)
-            maps = self._layer_maps(images + self.sigma * noise, targets)
+            with allow_out_of_range(self.model):  # the noisy copies leave [0, 1] on purpose
+                maps = self._layer_maps(images + self.sigma * noise, targets)
             total = maps if total is None else total + maps
         return total / self.n_samples

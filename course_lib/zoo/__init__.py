@@ -6,7 +6,9 @@ held-out evaluation) whose trained weights live in ``course_lib/zoo/checkpoints/
 trained it). :func:`load` verifies the hash before it loads, so a truncated or edited file fails clearly.
 
 Recipes are found in every module of :mod:`course_lib.zoo.recipes` that defines ``RECIPES``, a list of
-:class:`Recipe`; adding a model means adding a module there.
+:class:`Recipe`; adding a model means adding a module there. One kind of entry is not trained here: a
+*packaged* recipe (``efficientnet_lite0``, the ImageNet network of :mod:`course_lib.pretrained`) loads weights
+that ship in an installed package, so it has no checkpoint; ``load`` and ``evaluate`` work as for the others.
 
 Command line::
 
@@ -64,6 +66,9 @@ class Recipe:
             dict (e.g. training time, final training loss) saved in the checkpoint's JSON.
         evaluate: ``evaluate(model, device) -> metrics`` on held-out data (a dict of floats).
         settings: the recipe's hyper-parameters (saved in the JSON so that a reader sees how it was made).
+        packaged: for a model trained elsewhere whose weights ship in an installed package
+            (``efficientnet_lite0``): returns the trained model. Such an entry has no checkpoint and no
+            training; ``build`` and ``train`` are not used.
     """
 
     name: str
@@ -72,6 +77,7 @@ class Recipe:
     train: Callable[[nn.Module, torch.device, bool], dict]
     evaluate: Callable[[nn.Module, torch.device], dict]
     settings: dict = field(default_factory=dict)
+    packaged: Callable[[], nn.Module] | None = None
 
 
 class CheckpointError(RuntimeError):
@@ -147,7 +153,8 @@ def _device(device) -> torch.device:
 def load(name: str, device: torch.device | str | None = None, root: str | Path | None = None) -> nn.Module:
     """The trained model ``name`` in eval mode on ``device`` (default: :func:`course_lib.device.get_device`).
 
-    The checkpoint's sha256 is checked against its JSON record first.
+    The checkpoint's sha256 is checked against its JSON record first; a packaged entry (weights from an
+    installed package, e.g. ``efficientnet_lite0``) is built by its recipe instead.
 
     Raises:
         ValueError: ``name`` is not a zoo model.
@@ -155,6 +162,8 @@ def load(name: str, device: torch.device | str | None = None, root: str | Path |
             fit the recipe's architecture; the message says how to rebuild it.
     """
     recipe = get_recipe(name)
+    if recipe.packaged is not None:
+        return recipe.packaged().to(_device(device)).eval()
     pt_path, meta_path = _paths(name, root)
     if not pt_path.is_file():
         raise CheckpointError(f"zoo model {name!r} has no checkpoint {pt_path}; {_rebuild_hint(name)}")
@@ -194,6 +203,9 @@ def train(
         The JSON record that was written (sha256, metrics, settings, training info, versions).
     """
     recipe = get_recipe(name)
+    if recipe.packaged is not None:
+        raise ValueError(f"zoo model {name!r} is not trained by this repository: its weights ship in a package "
+                         f"({recipe.description}); load it with course_lib.zoo.load({name!r})")
     device = _device(device)
     pt_path, meta_path = _paths(name, root)
     pt_path.parent.mkdir(parents=True, exist_ok=True)

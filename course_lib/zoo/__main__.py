@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "list":
         for name in names():
             recipe = get_recipe(name)
+            if recipe.packaged is not None:
+                print(f"{name:24s} {recipe.description}  (weights from an installed package, no checkpoint)")
+                continue
             try:
                 state = json.dumps(info(name)["metrics"])
             except CheckpointError:
@@ -37,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     for name in args.names:
         if args.cmd == "train":
-            record = train(name, device=args.device, progress=not args.quiet)
+            try:
+                record = train(name, device=args.device, progress=not args.quiet)
+            except ValueError as err:  # a packaged entry is not trained here
+                print(f"error: {err}", file=sys.stderr)
+                return 1
             print(json.dumps(record, indent=2))
         else:
             try:
