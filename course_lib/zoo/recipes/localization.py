@@ -37,7 +37,6 @@ from torch.utils.data import Dataset
 
 from ...data import ShapesDataset
 from ...device import seed_everything
-from ...models import FeatureHead, frozen_features
 from ...localization import (
     Localizer,
     QuickLocalizer,
@@ -46,6 +45,7 @@ from ...localization import (
     paired_box_iou,
     quick_loss,
 )
+from ...models import FeatureHead, frozen_features
 from ...training import fit
 from .. import Recipe
 
@@ -201,7 +201,7 @@ def _recipe(name: str, description: str, settings: dict, quick: bool) -> Recipe:
 # ------------------------------------------------------------------------------- pretrained backbone
 PRETRAINED_SETTINGS: dict = {
     "n_train": 2000, "train_seed": 100, "n_val": 500, "val_seed": 104, "n_test": 600, "test_seed": 101,
-    "size": 64, "input_size": 128, "backbone": "efficientnet_lite0", "neck": 64, "alpha": 1.0,
+    "size": 64, "input_size": 128, "backbone": "efficientnet_lite0", "neck": 64, "alpha": 10.0,
     "alphas": [0.0, 0.1, 1.0, 10.0, 100.0], "epochs": 10, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-4,
     "schedule": "cosine", "seed": 0,
     # the from-scratch comparison: the same images, epochs and batch size, its own recipe otherwise

@@ -43,19 +43,18 @@ from ...device import get_device, seed_everything
 from ...models import FeatureHead, frozen_features
 from ...pose import (
     NUM_JOINTS,
-    crop_boxes,
-    denormalize_joints,
-    hflip_joints,
-    hflip_pose,
-    normalize_joints,
-    square_boxes,
     PoseRegressor,
     RefinementStage,
+    crop_boxes,
+    denormalize_joints,
+    hflip_pose,
     joint_distances,
+    normalize_joints,
     pck,
     pose_loader,
     pose_loss,
     predict_joints,
+    square_boxes,
     torso_diameter,
 )
 from ...training import fit
