@@ -26,9 +26,12 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_int, check_tensor
+from ._checks import _describe, check_choice, check_images, check_int, check_tensor
 
-__all__ = ["NORMS", "POOLS", "make_norm", "conv_backbone", "SmallCNN", "count_parameters", "model_mode"]
+__all__ = [
+    "NORMS", "POOLS", "make_norm", "conv_backbone", "SmallCNN", "count_parameters", "model_mode",
+    "frozen_features", "FeatureHead",
+]
 
 NORMS: tuple[str, ...] = ("batch", "group", "layer", "none")
 POOLS: tuple[str, ...] = ("avg", "max")
@@ -211,3 +214,104 @@ def model_mode(model: nn.Module, training: bool = False) -> Iterator[nn.Module]:
     finally:
         for m in changed:
             m.training = not training
+
+
+@torch.no_grad()
+def frozen_features(
+    extractor, images, size: int | None = None, batch_size: int = 64, progress: bool = False
+) -> torch.Tensor:
+    r"""The feature maps of a *frozen* network for a whole set of images, computed once, in batches.
+
+    Transfer learning with a frozen backbone :math:`\phi` trains only a head :math:`h` on
+    :math:`h(\phi(x))`; since :math:`\phi` never changes, :math:`\phi(x_n)` can be computed once per image and
+    cached, and every epoch (every seed, every :math:`\alpha`) of head training then costs only the head.
+    Images are resized to ``size × size`` first (bilinear, antialiased when shrinking) when ``size`` is given,
+    e.g. 64×64 images to the 128×128 that an ImageNet network suits better.
+
+    Args:
+        extractor: an ``nn.Module`` or a callable such as ``efficientnet_lite0().features``; an ``nn.Module``
+            runs in eval mode (its modes are restored afterwards).
+        images: ``(N, 3, H, W)``; the features come back on the images' device.
+        size: side to resize to, or ``None`` to keep the images' size.
+        batch_size: images per forward pass.
+        progress: show a ``tqdm`` bar.
+
+    Returns:
+        ``(N, C, h, w)`` features (float32), on the images' device.
+
+    Example:
+        >>> frozen_features(conv_backbone(8), torch.rand(5, 3, 32, 32), size=16, batch_size=2).shape
+        torch.Size([5, 16, 4, 4])
+    """
+    if not callable(extractor):
+        raise TypeError(f"extractor must be an nn.Module or a callable, got {_describe(extractor)}")
+    x = check_images(images, "images")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if size is not None:
+        size = check_int(size, "size", minimum=1)
+    owner = extractor if isinstance(extractor, nn.Module) else getattr(extractor, "__self__", None)
+    params = list(owner.parameters()) if isinstance(owner, nn.Module) else []
+    dev = params[0].device if params else x.device
+    from tqdm.auto import tqdm
+
+    out = []
+    context = model_mode(owner) if isinstance(owner, nn.Module) else contextlib.nullcontext()
+    with context:
+        for i in tqdm(range(0, x.shape[0], batch_size), disable=not progress, desc="features"):
+            xi = x[i : i + batch_size].to(dev)
+            if size is not None and tuple(xi.shape[-2:]) != (size, size):
+                xi = nn.functional.interpolate(xi, size=(size, size), mode="bilinear", align_corners=False,
+                                               antialias=size < max(xi.shape[-2:]))
+            out.append(extractor(xi).float().to(x.device))
+    return torch.cat(out)
+
+
+class FeatureHead(nn.Module):
+    r"""A trainable head on cached feature maps: a shared 1×1 "neck", then one linear output per task.
+
+    .. math::
+
+        u = \mathrm{ReLU}\big(\mathrm{BN}(W_0 * A)\big) \in \mathbb{R}^{m \times g \times g}, \qquad
+        z = W_c \,\mathrm{GAP}(u) + b_c, \qquad \hat b = W_b \,\mathrm{vec}(u) + b_b,
+
+    for a frozen feature map :math:`A \in \mathbb{R}^{C \times g \times g}`. The ``spatial`` outputs (a box, a
+    pose) read the whole flattened map :math:`\mathrm{vec}(u)`, so they know *where*; the ``pooled`` outputs
+    (class scores) read its global average, which keeps *what*. The neck is the one part both tasks share.
+
+    Args:
+        in_channels: :math:`C` of the cached features.
+        grid: their side :math:`g` (``h = w = g``).
+        pooled: number of outputs read from the global average (0 for none).
+        spatial: number of outputs read from the flattened map.
+        neck: channels :math:`m` of the shared 1×1 convolution.
+
+    Returns (forward):
+        ``(pooled_out, spatial_out)`` of shapes ``(N, pooled)`` and ``(N, spatial)``.
+
+    Example:
+        >>> z, b = FeatureHead(1280, 4, pooled=5, spatial=4)(torch.rand(2, 1280, 4, 4))
+        >>> z.shape, b.shape
+        (torch.Size([2, 5]), torch.Size([2, 4]))
+    """
+
+    def __init__(self, in_channels: int, grid: int, pooled: int = 0, spatial: int = 4, neck: int = 64) -> None:
+        super().__init__()
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        self.grid = check_int(grid, "grid", minimum=1)
+        self.pooled = check_int(pooled, "pooled", minimum=0)
+        self.spatial = check_int(spatial, "spatial", minimum=1)
+        self.neck_channels = check_int(neck, "neck", minimum=1)
+        self.neck = nn.Sequential(nn.Conv2d(in_channels, neck, 1, bias=False), nn.BatchNorm2d(neck),
+                                  nn.ReLU(inplace=True))
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(neck, pooled)) \
+            if pooled else None
+        self.regressor = nn.Sequential(nn.Flatten(), nn.Linear(neck * grid * grid, spatial))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        check_tensor(features, "features", ndim=4, shape={1: self.in_channels, 2: self.grid, 3: self.grid},
+                     finite=False)
+        u = self.neck(features)
+        return (self.classifier(u) if self.classifier is not None else None), self.regressor(u)
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, grid={self.grid}, pooled={self.pooled}, spatial={self.spatial}"

@@ -736,13 +736,17 @@ class RefinementStage(_PoseNet):
     r"""One DeepPose cascade stage: refine every joint from a crop around its current estimate.
 
     For joint :math:`i` with estimate :math:`y_i^{s-1}`, the stage crops the box
-    :math:`b_i = (y_i^{s-1}, \sigma\,\mathrm{diam}(y^{s-1}))` (centre and side, with :math:`\mathrm{diam}` the
-    torso diameter of the estimate), feeds it to a small CNN and moves the joint by the predicted displacement
-    (DeepPose, eq. 6):
+    :math:`b_i^{s-1} = (y_i^{s-1}, \sigma\,\mathrm{diam}(y^{s-1}))` (centred on the estimate, side
+    :math:`\sigma` torso diameters of the estimated pose), feeds the crop to a small CNN and maps its output
+    back through the box (DeepPose, eq. 6):
 
     .. math::
 
-        y_i^{s} = y_i^{s-1} + N^{-1}\big(\psi_i(N(x; b_i); \theta_s);\, b_i\big).
+        y_i^{s} = N^{-1}\big(\psi_i^s;\, b_i^{s-1}\big)
+                = b_{i,c}^{s-1} + b_{i,\mathrm{size}}^{s-1}\, \psi_i\big(N(x; b_i^{s-1}); \theta_s\big),
+
+    with :math:`b_{i,c}^{s-1} = y_i^{s-1}` the box centre: the output is the joint's position *in the box*, so
+    the previous estimate enters once, as the centre, and :math:`\psi_i^s` is the displacement from it.
 
     The network outputs a displacement for every joint; from the crop around joint :math:`i` only its
     :math:`i`-th output is used. Training targets are :math:`N(y_i; b_i)` (:meth:`targets`).

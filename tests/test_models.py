@@ -110,3 +110,46 @@ def test_model_mode_restores_each_submodule_even_after_an_exception():
     with model_mode(net, training=True):
         assert all(m.training for m in net.modules())
     assert {name: m.training for name, m in net.named_modules()} == before
+
+
+# ------------------------------------------------------------------------------ frozen features and heads
+def test_frozen_features_equal_one_eval_forward_and_restore_the_mode():
+    from course_lib.models import frozen_features
+
+    torch.manual_seed(0)
+    trunk = conv_backbone(8).train()
+    x = torch.rand(5, 3, 32, 32)
+    with torch.no_grad():
+        expected = trunk.eval()(torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear",
+                                                                align_corners=False, antialias=True))
+    trunk.train()
+    got = frozen_features(trunk, x, size=16, batch_size=2)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)  # BN in eval: batching changes nothing
+    assert trunk.training and all(m.training for m in trunk.modules())
+    assert not got.requires_grad
+
+
+def test_frozen_features_rejects_bad_arguments():
+    from course_lib.models import frozen_features
+
+    with pytest.raises(TypeError, match="extractor"):
+        frozen_features(3, torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="batch_size"):
+        frozen_features(conv_backbone(8), torch.rand(1, 3, 8, 8), batch_size=0)
+
+
+def test_feature_head_class_scores_ignore_position_but_boxes_do_not():
+    from course_lib.models import FeatureHead
+
+    torch.manual_seed(0)
+    head = FeatureHead(16, 4, pooled=5, spatial=4, neck=8).eval()
+    a = torch.rand(3, 16, 4, 4)
+    shuffled = a.flatten(2)[..., torch.randperm(16)].view_as(a)  # the same features at other positions
+    with torch.no_grad():
+        z1, b1 = head(a)
+        z2, b2 = head(shuffled)
+    torch.testing.assert_close(z1, z2, rtol=1e-5, atol=1e-6)  # GAP: what, not where
+    assert (b1 - b2).abs().max() > 1e-3  # the flattened map: where
+    assert z1.shape == (3, 5) and b1.shape == (3, 4)
+    with pytest.raises(ValueError, match="features"):
+        head(torch.rand(3, 8, 4, 4))

@@ -9,6 +9,16 @@ r"""Zoo recipes of chapter 4 (localization), and the script that measures its :m
 :math:`\alpha` (plus a box-only run, :math:`L = L_\text{box}`) on the same data and budget and writes held-out
 accuracy and mean IoU to ``course_lib/zoo/checkpoints/localization_alpha_sweep.json``, which chapter 4 reads.
 
+``shapes_pretrained_localizer`` is the course text's model: the ImageNet-trained EfficientNet-Lite0
+(:func:`course_lib.pretrained.efficientnet_lite0`) as a frozen backbone on 64×64 shapes resized to 128×128
+(a 1280×4×4 feature map), under a trainable :class:`course_lib.models.FeatureHead` (a shared 1×1 neck, a
+softmax class head on its global average and a linear box head on the whole 4×4 map). The backbone's
+features are computed once and cached (``~/.cache/course_lib/features``).
+``python -m course_lib.zoo.recipes.localization pretrained`` sweeps :math:`\alpha` for that head on a
+validation split, picks :math:`\alpha` by the task metric (class right and IoU ≥ 0.5), and trains a
+from-scratch :class:`Localizer` on the same images for the same number of epochs; it writes
+``localization_pretrained.json``, which chapter 4 reads.
+
 Every run is a pure function of the settings below and the seed (on the CPU; GPU kernels may differ in the
 last bits).
 """
@@ -35,6 +45,7 @@ from ...localization import (
     paired_box_iou,
     quick_loss,
 )
+from ...models import FeatureHead, frozen_features
 from ...training import fit
 from .. import Recipe
 
@@ -187,11 +198,150 @@ def _recipe(name: str, description: str, settings: dict, quick: bool) -> Recipe:
     return Recipe(name, description, build, train, evaluate, settings)
 
 
+# ------------------------------------------------------------------------------- pretrained backbone
+PRETRAINED_SETTINGS: dict = {
+    "n_train": 2000, "train_seed": 100, "n_val": 500, "val_seed": 104, "n_test": 600, "test_seed": 101,
+    "size": 64, "input_size": 128, "backbone": "efficientnet_lite0", "neck": 64, "alpha": 10.0,
+    "alphas": [0.0, 0.1, 1.0, 10.0, 100.0], "epochs": 10, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-4,
+    "schedule": "cosine", "seed": 0,
+    # the from-scratch comparison: the same images, epochs and batch size, its own recipe otherwise
+    "scratch": {"alpha": 1.0, "flips": True},
+}
+FEATURE_CACHE = Path("~/.cache/course_lib/features").expanduser()
+
+
+def shapes_images(settings: dict, part: str) -> ShapesDataset:
+    """The ``part`` (``"train"``, ``"val"`` or ``"test"``) images of a recipe's settings."""
+    return ShapesDataset(settings[f"n_{part}"], size=settings["size"], seed=settings[f"{part}_seed"])
+
+
+def pretrained_features(settings: dict, part: str, device=None, progress: bool = False):
+    """``(features, labels, boxes, images)`` of one split; the frozen backbone's features are cached on disk."""
+    from ...pretrained import efficientnet_lite0
+
+    data = shapes_images(settings, part)
+    key = f"shapes_{settings['backbone']}_{settings['size']}to{settings['input_size']}_n{len(data)}_s{settings[f'{part}_seed']}"
+    path = FEATURE_CACHE / f"{key}.pt"
+    if path.is_file():
+        feats = torch.load(path, weights_only=True)
+    else:
+        net = efficientnet_lite0(device or "cpu")
+        feats = frozen_features(net.features, data.images, size=settings["input_size"], progress=progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(feats, path)
+    return feats, data.labels, data.boxes, data.images
+
+
+def build_pretrained_head(settings: dict = PRETRAINED_SETTINGS, seed: int | None = None) -> FeatureHead:
+    seed_everything(settings["seed"] if seed is None else seed)
+    return FeatureHead(1280, settings["input_size"] // 32, pooled=5, spatial=4, neck=settings["neck"])
+
+
+def _feature_metrics(model, feats, labels, boxes, alpha: float) -> dict:
+    from ...localization import localization_metrics
+
+    model.eval()
+    with torch.no_grad():
+        logits, pred = model(feats)
+    parts = multitask_loss(logits, pred, labels, boxes, alpha=alpha)
+    return {**localization_metrics(logits, pred, labels, boxes), "L": float(parts.total),
+            "L_cls": float(parts.classification), "L_box": float(parts.box)}
+
+
+def train_pretrained_head(model, settings: dict, alpha: float, train, val=None, device=None) -> dict:
+    """Train a :class:`FeatureHead` on cached ``train = (features, labels, boxes)``; return the history."""
+    loss_fn, metrics = objective("multitask", alpha)
+    def pack(t):  # (features, (label, box)) items, like the image recipes' batches
+        return _Flips(t[0], t[1], t[2], False)
+
+    return fit(model, pack(train), pack(val) if val is not None else None, epochs=settings["epochs"],
+               lr=settings["lr"], batch_size=settings["batch_size"], weight_decay=settings["weight_decay"],
+               schedule=settings["schedule"], loss_fn=loss_fn, metrics=metrics, device=device or "cpu",
+               seed=settings["seed"], progress=False)
+
+
+def pretrained_comparison(settings: dict = PRETRAINED_SETTINGS, device=None, progress: bool = True,
+                          parts: tuple[str, ...] = ("sweep", "scratch")) -> dict:
+    r"""The :math:`\alpha` sweep of the pretrained two-head model on the validation split, its test metrics,
+    and a from-scratch :class:`Localizer` trained on the same images for the same epochs (curves included)."""
+    device = device or torch.device("cpu")
+    result: dict = {"settings": settings, "device": str(device)}
+    if "sweep" in parts:
+        result.update(_alpha_sweep_pretrained(settings, device, progress))
+    if "scratch" in parts:
+        result["scratch"] = _scratch_same_budget(settings, device, progress)
+    return result
+
+
+def _alpha_sweep_pretrained(settings: dict, device, progress: bool) -> dict:
+    split = {p: pretrained_features(settings, p, device, progress) for p in ("train", "val", "test")}
+    tr, va, te = (split[p][:3] for p in ("train", "val", "test"))
+    sweep = []
+    for alpha in settings["alphas"]:
+        model = build_pretrained_head(settings)
+        start = time.perf_counter()
+        hist = train_pretrained_head(model, settings, alpha, tr, va, device)
+        model = model.cpu()
+        run = {"alpha": alpha, "train_seconds": round(time.perf_counter() - start, 1),
+               "val": _feature_metrics(model, *va, alpha), "test": _feature_metrics(model, *te, alpha),
+               "val_acc": hist["val_acc"], "val_iou": hist["val_iou"], "train_loss": hist["train_loss"]}
+        sweep.append(run)
+        if progress:
+            print(json.dumps({"alpha": alpha, **run["val"]}), flush=True)
+    best = max(sweep, key=lambda r: r["val"]["correct_rate"])
+    return {"sweep": sweep, "best_alpha": best["alpha"]}
+
+
+def _scratch_same_budget(settings: dict, device, progress: bool) -> dict:
+    """A from-scratch :class:`Localizer`: the same training images, epochs and batch size as the head."""
+    split = {p: shapes_images(settings, p) for p in ("train", "val", "test")}
+    sc = settings["scratch"]
+    scratch_settings = {**LOCALIZER_SETTINGS, "n_train": settings["n_train"], "train_seed": settings["train_seed"],
+                        "n_test": settings["n_test"], "test_seed": settings["test_seed"],
+                        "epochs": settings["epochs"], "batch_size": settings["batch_size"], "lr": settings["lr"],
+                        "alpha": sc["alpha"], "flips": sc["flips"]}
+    model = _build_localizer(scratch_settings)
+    images, labels, boxes = split["train"].images, split["train"].labels, split["train"].boxes
+    val_images, val_labels, val_boxes = split["val"].images, split["val"].labels, split["val"].boxes
+    loss_fn, metrics = objective("multitask", sc["alpha"])
+    start = time.perf_counter()
+    hist = fit(model, _Flips(images, labels, boxes, sc["flips"]), _Flips(val_images, val_labels, val_boxes, False),
+               epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
+               weight_decay=settings["weight_decay"], schedule=settings["schedule"], loss_fn=loss_fn,
+               metrics=metrics, device=device, seed=settings["seed"], progress=progress)
+    model = model.cpu()
+    test = split["test"]
+    return {"settings": scratch_settings, "train_seconds": round(time.perf_counter() - start, 1),
+            "val_acc": hist["val_acc"], "val_iou": hist["val_iou"], "train_loss": hist["train_loss"],
+            "test": evaluate_localizer(model, test.images, test.labels, test.boxes)}
+
+
+def _pretrained_recipe() -> Recipe:
+    settings = PRETRAINED_SETTINGS
+
+    def build():
+        return build_pretrained_head(settings)
+
+    def train(model, device, progress: bool = True) -> dict:
+        tr = pretrained_features(settings, "train", device, progress)[:3]
+        hist = train_pretrained_head(model, settings, settings["alpha"], tr, None, device)
+        return {k: hist[k] for k in ("train_loss", "train_acc", "train_iou")}
+
+    def evaluate(model, device=None) -> dict:
+        te = pretrained_features(settings, "test", device)[:3]
+        m = _feature_metrics(model.cpu(), *te, settings["alpha"])
+        return {f"heldout_{k}": m[k] for k in ("accuracy", "mean_iou", "correct_rate")}
+
+    return Recipe("shapes_pretrained_localizer", "FeatureHead (shared 1x1 neck, softmax class head, linear box head) "
+                  "on frozen EfficientNet-Lite0 features of ShapesDataset at 128x128", build, train, evaluate, settings)
+
+
 RECIPES = [
     _recipe("shapes_localizer", "Localizer (shared conv trunk, class head + box head) on 64×64 ShapesDataset, "
             "L = cross-entropy + alpha·MSE", LOCALIZER_SETTINGS, quick=False),
     _recipe("shapes_quick_localizer", "QuickLocalizer (sigmoid class + sigmoid box, binary cross-entropy) on "
             "ShapesDataset circle (0) vs square (1)", QUICK_SETTINGS, quick=True),
+    _pretrained_recipe(),
 ]
 
 
@@ -214,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--out", default=str(CHECKPOINTS / "localization_alpha_sweep.json"))
     sw.add_argument("--device", default=None)
     sw.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
+    pt = sub.add_parser("pretrained", help="alpha sweep of the pretrained two-head model + the from-scratch "
+                        "comparison; write localization_pretrained.json")
+    pt.add_argument("--out", default=str(CHECKPOINTS / "localization_pretrained.json"))
+    pt.add_argument("--device", default=None)
+    pt.add_argument("--parts", nargs="+", default=["sweep", "scratch"], choices=["sweep", "scratch"])
     tr = sub.add_parser("train", help="train one recipe (with overrides); save state dict + metrics")
     tr.add_argument("name", choices=["shapes_localizer", "shapes_quick_localizer"])
     tr.add_argument("--out", required=True, help="path of the .pt file (metrics go beside it as .json)")
@@ -227,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
         result = alpha_sweep(_override(SWEEP_SETTINGS, args.set), device)
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.out}")
+        return 0
+    if args.cmd == "pretrained":
+        out = Path(args.out)
+        result = json.loads(out.read_text()) if out.is_file() else {}
+        result.update(pretrained_comparison(PRETRAINED_SETTINGS, device, parts=tuple(args.parts)))
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {out}; best alpha {result.get('best_alpha')}")
         return 0
     quick = args.name == "shapes_quick_localizer"
     settings = _override(QUICK_SETTINGS if quick else LOCALIZER_SETTINGS, args.set)

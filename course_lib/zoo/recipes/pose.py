@@ -13,6 +13,13 @@ and budget — without augmentation, with translation, with translation and flip
 left/right swap, and from scratch versus from the ``shapes_gap`` classifier's trunk — and writes the held-out
 PCK curves to ``course_lib/zoo/checkpoints/pose_experiments.json``, which chapter 5 reads.
 
+``python -m course_lib.zoo.recipes.pose transfer`` measures transfer from ImageNet: the same DeepPose
+regression head on the frozen features of EfficientNet-Lite0 (person crops at 128×128: a 1280×4×4 map), on
+the frozen trunk of the ``shapes_gap`` classifier (crops at 64×64), and a regressor trained from scratch — the
+same training figures and epochs, three seeds each, PCK@0.2 and PCK@0.1 — plus the whole image against the
+person crop as input, and the flip investigation (longer budgets, more seeds, mirrored held-out figures). It
+writes ``pose_transfer.json``, which chapter 5 reads. Frozen features are computed once per input and cached.
+
 Training uses seed-101 figures, the experiments seed-103 figures and every held-out number seed-102 figures.
 Each run is a pure function of its settings and seeds on one device (a GPU's kernels may differ from the CPU's
 in the last bits; figures are drawn on the training device).
@@ -33,15 +40,21 @@ from torch.utils.data import DataLoader
 
 from ...data import PoseFiguresDataset
 from ...device import get_device, seed_everything
+from ...models import FeatureHead, frozen_features
 from ...pose import (
     NUM_JOINTS,
     PoseRegressor,
     RefinementStage,
+    crop_boxes,
+    denormalize_joints,
+    hflip_pose,
     joint_distances,
+    normalize_joints,
     pck,
     pose_loader,
     pose_loss,
     predict_joints,
+    square_boxes,
     torso_diameter,
 )
 from ...training import fit
@@ -328,6 +341,186 @@ class _SubsetFigures:
         return self.images.shape[0]
 
 
+# ------------------------------------------------------------------------------------------ transfer (3-way)
+TRANSFER_FILE = CHECKPOINTS / "pose_transfer.json"
+TRANSFER_SETTINGS: dict = {
+    "data": EXPERIMENT_SETTINGS["data"],
+    "seeds": [0, 1, 2],
+    "scale": 1.2,
+    "head": {"neck": 64},
+    "fit": {"epochs": 15, "lr": 3e-3, "batch_size": 64, "optimizer": "adam", "schedule": "cosine",
+            "weight_decay": 1e-4},
+    "n_heldout_used": 500,
+    "imagenet_input": 96,
+    "shapes_classifier": "shapes_gap",
+    "shapes_input": 64,
+    "scratch_model": EXPERIMENT_SETTINGS["model"],
+    "flip_runs": [["none", 15, [0, 1, 2]]],
+}
+
+
+def _whole_boxes(n: int) -> torch.Tensor:
+    return torch.tensor([0.5, 0.5, 1.0, 1.0]).expand(n, 4).clone()
+
+
+def transfer_inputs(data: PoseFiguresDataset, size: int, scale: float = 1.2, whole: bool = False):
+    """``(inputs, boxes)``: square person crops of side ``size`` (or the whole image resized) and their boxes."""
+    if whole:
+        boxes = _whole_boxes(len(data))
+        x = torch.nn.functional.interpolate(data.images, size=(size, size), mode="bilinear", align_corners=False)
+        return x, boxes
+    boxes = square_boxes(data.boxes, scale, tuple(data.images.shape[-2:]))
+    return crop_boxes(data.images, boxes, size), boxes
+
+
+def _cached(key: str, compute):
+    from .localization import FEATURE_CACHE
+
+    path = FEATURE_CACHE / f"pose_{key}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    out = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, path)
+    return out
+
+
+def pose_features(backbone: str, data: PoseFiguresDataset, tag: str, *, whole: bool = False, flipped: bool = False,
+                  settings: dict = TRANSFER_SETTINGS, device=None):
+    """Frozen features of the person crops (or whole images) of ``data`` and the box-normalized targets."""
+    size = settings["imagenet_input"] if backbone == "imagenet" else settings["shapes_input"]
+    x, boxes = transfer_inputs(data, size, settings["scale"], whole)
+    targets = normalize_joints(data.joints, boxes)
+    if flipped:
+        x, targets = hflip_pose(x, targets, coords="centered")
+
+    def compute():
+        if backbone == "imagenet":
+            from ...pretrained import efficientnet_lite0
+
+            return frozen_features(efficientnet_lite0(device or "cpu").features, x, progress=True)
+        from .. import load
+
+        return frozen_features(load(settings["shapes_classifier"], device or "cpu").features, x)
+
+    key = f"{backbone}_{tag}_{'whole' if whole else 'crop'}{'_flip' if flipped else ''}_{size}"
+    return _cached(key, compute), targets, boxes
+
+
+def train_pose_head(train_feats, train_targets, seed: int, settings: dict = TRANSFER_SETTINGS, device=None,
+                    epochs: int | None = None) -> FeatureHead:
+    """A :class:`FeatureHead` regressing the 14 joints from cached features (L2 loss), trained in place."""
+    seed_everything(seed)
+    head = FeatureHead(train_feats.shape[1], train_feats.shape[-1], pooled=0, spatial=2 * NUM_JOINTS,
+                       neck=settings["head"]["neck"])
+
+    def loss_fn(out, target):
+        return pose_loss(out[1].view(-1, NUM_JOINTS, 2), target)
+
+    f = {**settings["fit"], "epochs": epochs or settings["fit"]["epochs"]}
+    fit(head, (train_feats, train_targets), device=device or "cpu", progress=False, loss_fn=loss_fn, seed=seed, **f)
+    return head.cpu().eval()
+
+
+def _head_metrics(head: FeatureHead, feats, boxes, data: PoseFiguresDataset) -> dict:
+    with torch.no_grad():
+        z = head(feats)[1].view(-1, NUM_JOINTS, 2)
+    return heldout_metrics(denormalize_joints(z, boxes), data)
+
+
+def _mirrored(data: PoseFiguresDataset) -> _SubsetFigures:
+    out = _SubsetFigures(data, len(data))
+    out.images, out.joints = hflip_pose(data.images, data.joints)
+    out.boxes = data.boxes.clone()
+    out.boxes[:, 0] = 1 - out.boxes[:, 0]
+    return out
+
+
+def run_transfer(device=None, progress: bool = True, parts=("heads", "scratch"), out: Path | None = TRANSFER_FILE):
+    """The three-way transfer table, whole image vs crop, and the flip runs (see the module docstring)."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    s = TRANSFER_SETTINGS
+    d = s["data"]
+    train = figures(d["n_train"], d["train_seed"], d["size"])
+    heldout = _SubsetFigures(figures(d["n_heldout"], d["heldout_seed"], d["size"]), s["n_heldout_used"])
+    result: dict = json.loads(Path(out).read_text()) if out is not None and Path(out).is_file() else {}
+    result["settings"] = s
+    tag_tr, tag_te = f"n{d['n_train']}_s{d['train_seed']}", f"n{s['n_heldout_used']}of{d['n_heldout']}_s{d['heldout_seed']}"
+    if "heads" in parts:
+        heads: dict = {}
+        variants = {"imagenet, frozen": ("imagenet", False, False), "shapes_gap, frozen": ("shapes", False, False),
+                    "shapes_gap, frozen, whole image": ("shapes", True, False)}
+        for name, (backbone, whole, _) in variants.items():
+            tr_f, tr_t, _ = pose_features(backbone, train, tag_tr, whole=whole, device=device)
+            te_f, _, te_b = pose_features(backbone, heldout, tag_te, whole=whole, device=device)
+            runs = []
+            for seed in s["seeds"]:
+                start = time.perf_counter()
+                head = train_pose_head(tr_f, tr_t, seed, device=device)
+                runs.append({"seed": seed, **_head_metrics(head, te_f, te_b, heldout),
+                             "seconds": round(time.perf_counter() - start, 1)})
+            heads[name] = runs
+            if progress:
+                print(name, [round(r["pck@0.2"], 3) for r in runs], flush=True)
+        # flips on frozen (cheap) features: the mirrored training crops (with the swap) added to the originals,
+        # for the same epochs and for twice as many; and every head scored on mirrored held-out figures
+        tr_f, tr_t, _ = pose_features("shapes", train, tag_tr, device=device)
+        fl_f, fl_t, _ = pose_features("shapes", train, tag_tr, flipped=True, device=device)
+        te_f, _, te_b = pose_features("shapes", heldout, tag_te, device=device)
+        mirrored = _mirrored(heldout)
+        mi_f, _, mi_b = pose_features("shapes", mirrored, tag_te + "_mirrored", device=device)
+        epochs = s["fit"]["epochs"]
+        for name, (f_, t_, ep) in {"shapes_gap, frozen": (tr_f, tr_t, epochs),
+                                   "shapes_gap, frozen, 2x epochs": (tr_f, tr_t, 2 * epochs),
+                                   "shapes_gap, frozen, + flipped copies": (torch.cat([tr_f, fl_f]), torch.cat([tr_t, fl_t]), epochs),
+                                   "shapes_gap, frozen, + flipped copies, 2x epochs":
+                                       (torch.cat([tr_f, fl_f]), torch.cat([tr_t, fl_t]), 2 * epochs)}.items():
+            runs = []
+            for seed in s["seeds"]:
+                head = train_pose_head(f_, t_, seed, device=device, epochs=ep)
+                runs.append({"seed": seed, **_head_metrics(head, te_f, te_b, heldout),
+                             "mirrored_pck@0.2": _head_metrics(head, mi_f, mi_b, mirrored)["pck@0.2"]})
+            heads[f"flips: {name}"] = runs
+            if progress:
+                print(name, [round(r["pck@0.2"], 3) for r in runs], flush=True)
+        result["heads"] = heads
+    if "scratch" in parts:
+        scratch: dict = {}
+        mirrored = _mirrored(heldout)
+        for aug, epochs, seeds in s["flip_runs"]:
+            runs = []
+            for seed in seeds:
+                seed_everything(seed)
+                model = PoseRegressor(**s["scratch_model"])
+                f = {**s["fit"], "epochs": epochs, "seed": seed}
+                augment = EXPERIMENT_SETTINGS["augmentation"][aug]
+                loader = pose_loader(train, f["batch_size"], seed=seed, device=device, size=model.input_size, **augment)
+                start = time.perf_counter()
+                fit(model, loader, device=device, progress=False, loss_fn=pose_loss, **f)
+                model = model.cpu()
+                pred = predict_joints(model, heldout.images, heldout.boxes)
+                pred_m = predict_joints(model, mirrored.images, mirrored.boxes)
+                runs.append({"seed": seed, **heldout_metrics(pred, heldout),
+                             "mirrored_pck@0.2": float(pck(pred_m, mirrored.joints, 0.2)),
+                             "seconds": round(time.perf_counter() - start, 1)})
+            scratch[f"{aug}, {epochs} epochs"] = runs
+            if progress:
+                print(aug, epochs, [round(r["pck@0.2"], 3) for r in runs], flush=True)
+        result["scratch"] = scratch
+    result["torch"] = torch.__version__
+    if out is not None:
+        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def load_transfer(path: Path | None = None) -> dict:
+    """The measurements written by :func:`run_transfer` (chapter 5 reads them)."""
+    path = Path(path) if path is not None else TRANSFER_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; rebuild it with `python -m course_lib.zoo.recipes.pose transfer`")
+    return json.loads(path.read_text())
+
+
 def load_experiments(path: Path | None = None) -> dict:
     """The measurements written by :func:`run_experiments` (chapter 5 reads them)."""
     path = Path(path) if path is not None else EXPERIMENTS_FILE
@@ -344,7 +537,14 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--device", default=None)
     ex.add_argument("--quiet", action="store_true")
     ex.add_argument("--parts", nargs="+", default=["augmentation", "transfer"], choices=["augmentation", "transfer"])
+    tf = sub.add_parser("transfer", help="three-way transfer, whole image vs crop, flips; write pose_transfer.json")
+    tf.add_argument("--device", default=None)
+    tf.add_argument("--parts", nargs="+", default=["heads", "scratch"], choices=["heads", "scratch"])
+    tf.add_argument("--out", default=str(TRANSFER_FILE))
     args = parser.parse_args(argv)
+    if args.cmd == "transfer":
+        run_transfer(args.device, parts=tuple(args.parts), out=Path(args.out))
+        return 0
     result = run_experiments(args.device, progress=not args.quiet, parts=tuple(args.parts))
     print(json.dumps({k: v["heldout_pck"] for part in ("augmentation", "transfer")
                       for k, v in result[part].items()}, indent=1))
