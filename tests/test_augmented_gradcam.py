@@ -275,6 +275,43 @@ def test_explainer_contract_and_determinism():
     assert explainer.last_solution.objective.shape == (6, 3)
 
 
+def test_generator_seed_draws_the_warps_once_per_call():
+    """With a Generator as seed the solver must invert the very warps the maps were measured with."""
+    from course_lib.saliency import AugmentedGradCAM
+    from course_lib.saliency.augmented import super_resolve
+
+    model, x = _model(), torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    kwargs = dict(n_augmentations=4, max_shift=3.0, iterations=10)
+    by_int = AugmentedGradCAM(model, "features", seed=5, **kwargs)
+    by_gen = AugmentedGradCAM(model, "features", seed=torch.Generator().manual_seed(5), **kwargs)
+    # first call: the Generator draws exactly what a fresh generator seeded 5 draws
+    assert torch.equal(by_gen(x, normalize=False), by_int(x, normalize=False))
+    assert torch.equal(by_gen.last_theta, by_int.augmentations((32, 32)))
+    # second call: new warps, and the solution is that of the measurements under those warps
+    first = by_int.last_theta
+    maps = by_gen(x, 1, normalize=False)
+    theta = by_gen.last_theta
+    assert not torch.equal(theta, first)
+    g = by_gen.low_resolution_maps(x, 1, theta=theta)
+    scale = g[:, 0].flatten(1).amax(1)[:, None, None, None]
+    expected = super_resolve(g / scale, theta, (32, 32), iterations=10).maps
+    assert_close(maps, torch.relu(expected) * scale[:, 0], atol=1e-6 * float(scale.max()), rtol=1e-5)
+
+
+def test_default_shift_is_one_cell_of_the_layer():
+    from course_lib.saliency import AugmentedGradCAM
+
+    model, x = _model(), torch.rand(1, 3, 32, 32)
+    explainer = AugmentedGradCAM(model, "features", n_augmentations=64, max_angle=0.0, iterations=1, seed=0)
+    assert explainer.shift((224, 224), (7, 7)) == 32.0 and explainer.shift((64, 64), (16, 16)) == 4.0
+    explainer(x)  # SmallCNN's features are 8×8 for 32×32 input: cells of 4 pixels
+    shifts_px = explainer.last_theta[:, :, 2] * 16  # normalized translation × W/2 (no rotation: R = I)
+    assert float(shifts_px.abs().max()) <= 4.0 + 1e-5 and float(shifts_px.abs().max()) > 3.0
+    with pytest.raises(ValueError, match="low_size"):
+        explainer.augmentations((32, 32))
+    assert AugmentedGradCAM(model, "features", max_shift=2.0).shift((224, 224)) == 2.0
+
+
 def _trained():
     from course_lib import zoo
     from course_lib.data import ShapesDataset
@@ -293,7 +330,8 @@ def test_low_resolution_maps_are_gradcam_of_each_warped_image_for_the_original_c
         classes = model(x).argmax(1)
     g = explainer.low_resolution_maps(x, None)
     assert g.shape == (3, 3, 16, 16)
-    theta = explainer.augmentations((64, 64))
+    theta = explainer.last_theta
+    assert torch.equal(theta, explainer.augmentations((64, 64)))
     reference = GradCAM(model, "features")
     for k in range(3):
         warped = warp(x, theta[k : k + 1], padding)[:, 0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torchvision
@@ -381,13 +383,79 @@ def test_smooth_gradcam_plus_plus():
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
     targets = model(x).argmax(1)  # the class of the clean image
     want = GradCAMPlusPlus(model, "features")(x + 0.2 * noise, targets, upsample=False, normalize=False)
-    got = SmoothGradCAMPlusPlus(model, "features", n_samples=1, sigma=0.2, seed=5)(x, upsample=False, normalize=False)
+    got = SmoothGradCAMPlusPlus(model, "features", n_samples=1, sigma=0.2, seed=5, average="maps")(
+        x, upsample=False, normalize=False)
     assert_close(got, want, atol=1e-6, rtol=1e-5)
+    # the derivative average without noise is Grad-CAM++ exactly (every exp(y_s - max) is 1)
+    zero_d = SmoothGradCAMPlusPlus(model, "features", n_samples=3, sigma=0.0, average="derivatives")
+    assert_close(zero_d(x, upsample=False, normalize=False), plain, atol=1e-6, rtol=1e-5)
     # the average of n copies; the same seed gives the same maps, another seed others
-    smooth = SmoothGradCAMPlusPlus(model, "features", n_samples=4, sigma=0.2, seed=1)
-    assert torch.equal(smooth(x), smooth(x))
-    other = SmoothGradCAMPlusPlus(model, "features", n_samples=4, sigma=0.2, seed=2)(x)
-    assert not torch.allclose(smooth(x), other)
+    for average, layer in (("maps", "features"), ("derivatives", "features.5")):
+        smooth = SmoothGradCAMPlusPlus(model, layer, n_samples=4, sigma=0.2, seed=1, average=average)
+        assert torch.equal(smooth(x), smooth(x))
+        other = SmoothGradCAMPlusPlus(model, layer, n_samples=4, sigma=0.2, seed=2, average=average)(x)
+        assert not torch.allclose(smooth(x), other), average
+    with pytest.raises(ValueError, match="average must be one of"):
+        SmoothGradCAMPlusPlus(model, "features", average="mean")
+
+
+class SquareModel(nn.Module):
+    """A = x (the target layer ``a``, 1 channel, 1×3); y_c = 1/2 sum_j v_cj A_j^2, so dy_c/dA_j = v_cj A_j."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Identity()
+        self.register_buffer("v", torch.tensor([[1.0, -2.0, 0.5], [0.3, 1.0, -1.0]]))
+
+    def forward(self, x):
+        a = self.a(x).flatten(1)
+        return 0.5 * (a[:, None, :] ** 2 * self.v[None]).sum(-1)
+
+
+@pytest.mark.parametrize("average", ["derivatives", "maps"])
+def test_smooth_gradcam_plus_plus_hand_computed(average):
+    """Both variants written out by hand, in float64, for a model whose gradient is known in closed form."""
+    model = SquareModel().double()
+    x = torch.tensor([[[[0.8, 0.3, -0.5]]]], dtype=torch.float64)
+    n, sigma, c = 3, 0.4, 0
+    noise = [torch.randn(x.shape, generator=g).double() for g in [torch.Generator().manual_seed(7)]
+             for _ in range(n)]
+    v = model.v[c].tolist()
+    clean = x.flatten().tolist()
+
+    def gpp(a, grads):  # Grad-CAM++ on one map: alpha = g^2 / (2 g^2 + sum(A) g^3), w = sum alpha relu(g)
+        total = sum(a)
+        w = sum(gj**2 / (2 * gj**2 + total * gj**3) * max(gj, 0.0) for gj in grads if gj != 0)
+        return [max(w * aj, 0.0) for aj in a]
+
+    copies = [(x + sigma * e).flatten().tolist() for e in noise]
+    if average == "maps":
+        maps = [gpp(a, [vj * aj for vj, aj in zip(v, a, strict=False)]) for a in copies]
+        want = [sum(m[j] for m in maps) / n for j in range(3)]
+    else:
+        ys = [0.5 * sum(vj * aj**2 for vj, aj in zip(v, a, strict=False)) for a in copies]
+        top = max(ys)
+        d = [[sum(math.exp(y - top) * (vj * a[j]) ** p for y, a in zip(ys, copies, strict=False)) / n
+              for j, vj in enumerate(v)] for p in (1, 2, 3)]
+        total = sum(clean)
+        w = sum(d[1][j] / (2 * d[1][j] + total * d[2][j]) * max(d[0][j], 0.0) for j in range(3))
+        want = [max(w * aj, 0.0) for aj in clean]
+    explainer = SmoothGradCAMPlusPlus(model, "a", n_samples=n, sigma=sigma, seed=7, average=average)
+    got = explainer(x, c, upsample=False, normalize=False)
+    assert float(torch.tensor(want).abs().max()) > 1e-3  # a non-trivial case
+    assert_close(got.flatten(), torch.tensor(want, dtype=torch.float64), atol=1e-12, rtol=1e-10)
+
+
+def test_smooth_derivatives_at_the_last_layer_of_a_gap_network_is_gradcam_plus_plus():
+    """Before GAP + linear, dy/dA = w/Z whatever the input: averaging derivatives over noisy copies only
+    rescales them, so the map is Grad-CAM++ of the clean image; averaging maps of noisy copies is not."""
+    model = SmallCNN(num_classes=5, width=8).eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain = GradCAMPlusPlus(model, "features")(x)
+    a = SmoothGradCAMPlusPlus(model, "features", n_samples=4, sigma=0.3, average="derivatives")(x)
+    b = SmoothGradCAMPlusPlus(model, "features", n_samples=4, sigma=0.3, average="maps")(x)
+    assert_close(a, plain, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(b, plain, atol=1e-3)
 
 
 # ---------------------------------------------------------------------- RISE

@@ -168,3 +168,70 @@ def test_he_init_variance_matches_kaiming_formula():
     assert float(conv.bias.abs().max()) == 0.0
     default = nn.Conv2d(64, 256, 3)  # PyTorch's default: variance 1 / (3 fan_in)
     assert abs(float(default.weight.var()) / (1 / (3 * fan_in)) - 1) < 0.03
+
+
+# ------------------------------------------------------------------ shapes_lite0: a fine-tuned pretrained network
+def test_shapes_lite0_checkpoint_holds_only_what_fine_tuning_changed(tmp_path):
+    from course_lib.pretrained import efficientnet_lite0
+    from course_lib.zoo.recipes import lite0
+
+    record = zoo.info("shapes_lite0")
+    pt = zoo.CHECKPOINTS / "shapes_lite0.pt"
+    assert pt.stat().st_size < 3_000_000
+    assert record["sha256"] == hashlib.sha256(pt.read_bytes()).hexdigest()
+    state = torch.load(pt, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    model = zoo.load("shapes_lite0", device="cpu")
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert model(torch.rand(1, 3, 224, 224)).shape == (1, 5)
+    assert model.features(torch.rand(1, 3, 224, 224)).shape == (1, 1280, 7, 7)
+    # every tensor not in the checkpoint is the weights package's; every stored one is loaded as stored
+    reference = efficientnet_lite0().state_dict()
+    stored = {f"{k}" for k in lite0.trained_modules(model).state_dict()}
+    assert set(state) == stored
+    trained_names = {name for name, _ in lite0.trained_modules(model).named_modules()}
+    full = model.state_dict()
+    prefixes = tuple(f"{n}." for n in lite0.trained_modules(model).keys())
+    for key, value in full.items():
+        if key.startswith(prefixes):
+            assert torch.equal(value, state[key].to(value.dtype)), key
+        else:
+            assert torch.equal(value, reference[key]), key
+    assert trained_names  # non-empty
+    # the record states how well it works (held-out seed), and the recipe was chosen on another seed
+    m = record["metrics"]
+    assert m["heldout_accuracy"] >= 0.9 and m["heldout_pointing_game"] >= 0.5
+    assert record["settings"]["val_seed"] != record["settings"]["heldout_seed"] != record["settings"]["train_seed"]
+
+
+def test_shapes_lite0_restore_is_strict(tmp_path):
+    from course_lib.zoo.recipes import lite0
+
+    model = lite0.build()
+    state = lite0.export(model)
+    lite0.restore(model, state)
+    bad = dict(state)
+    bad.pop(next(iter(bad)))
+    with pytest.raises(KeyError, match="missing"):
+        lite0.restore(model, bad)
+    with pytest.raises(KeyError, match="unexpected"):
+        lite0.restore(model, {**state, "blocks.0.expand.0.weight": torch.zeros(1)})
+
+
+def test_shapes_lite0_classifies_held_out_images():
+    """A quick check on 32 held-out images (the full evaluation is the slow test below)."""
+    from course_lib.data import ShapesDataset
+
+    model = zoo.load("shapes_lite0", device="cpu")
+    data = ShapesDataset(32, size=224, seed=zoo.info("shapes_lite0")["settings"]["heldout_seed"])
+    with torch.no_grad():
+        accuracy = float((model(data.images).argmax(1) == data.labels).float().mean())
+    assert accuracy >= 0.8
+
+
+@pytest.mark.slow
+def test_shapes_lite0_reproduces_its_recorded_metrics():
+    record = zoo.info("shapes_lite0")
+    got = zoo.evaluate("shapes_lite0", device="cpu")
+    for key, value in record["metrics"].items():
+        assert got[key] == pytest.approx(value, abs=0.01), key

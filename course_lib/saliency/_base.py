@@ -192,8 +192,11 @@ class _ActivationMapExplainer(_Explainer):
         weights = self._weights(activations, gradients, t)
         return torch.relu(torch.einsum("nk,nkhw->nhw", weights, activations))
 
-    def _activations_and_gradients(self, images: torch.Tensor, targets):
+    def _activations_and_gradients(self, images: torch.Tensor, targets, return_scores: bool = False):
         """Run the model once, capturing the target layer's output ``A`` and, if needed, ``dy^c/dA``.
+
+        Returns ``(A, dy^c/dA or None, targets)``, and the scores ``(N, num_classes)`` (detached) last when
+        ``return_scores``.
 
         The forward pass runs under ``torch.no_grad()`` up to the target layer, so nothing before it is recorded.
         The hook replaces the layer's output by a fresh leaf tensor that requires grad, switches gradient
@@ -227,8 +230,9 @@ class _ActivationMapExplainer(_Explainer):
             raise ValueError(f"target_layer {self.layer_name!r} was not called during the model's forward pass")
         activations = captured[-1]
         t = self._resolve_targets(targets, scores)
+        extra = (scores.detach(),) if return_scores else ()
         if not self.uses_gradients:
-            return activations, None, t
+            return (activations, None, t, *extra)
         with torch.enable_grad():  # also when the caller is inside torch.no_grad()
             score = scores.gather(1, t[:, None]).sum()
             gradients = None
@@ -236,7 +240,7 @@ class _ActivationMapExplainer(_Explainer):
                 (gradients,) = torch.autograd.grad(score, activations, allow_unused=True)
         if gradients is None:
             raise ValueError(f"the model's scores do not depend differentiably on target_layer {self.layer_name!r}")
-        return activations.detach(), gradients, t
+        return (activations.detach(), gradients, t, *extra)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__}, target_layer={self.layer_name!r})"

@@ -575,15 +575,20 @@ class AugmentedGradCAM(GradCAM):
     The maps :math:`g_l` are divided by the largest value of :math:`g_1` (the plain Grad-CAM map) first, so
     that :math:`\lambda` and :math:`\mu` do not depend on the scale of the class score; ``normalize=False``
     returns :math:`\mathrm{ReLU}(\hat h)` in Grad-CAM's own units. The result is already at the input's
-    resolution: ``upsample`` has no effect. After each call, :attr:`last_timing` holds the seconds spent in
-    the forward/backward passes and in the solver, and :attr:`last_solution` the solver's output.
+    resolution: ``upsample`` has no effect. The warps are drawn once per call and the same ones are used for
+    the measurements and by the solver (with a ``torch.Generator`` as ``seed``, each call draws new ones). After
+    each call, :attr:`last_timing` holds the seconds spent in the forward/backward passes and in the solver,
+    :attr:`last_solution` the solver's output and :attr:`last_theta` the ``(L, 2, 3)`` warps used.
 
     Args:
         model: the classifier.
         target_layer: a module of the model or its dotted name.
         n_augmentations: :math:`L`, the number of augmented copies (the first is the image itself).
         max_angle: largest rotation in degrees.
-        max_shift: largest shift in pixels along each axis.
+        max_shift: largest shift in pixels along each axis; ``None`` (default) follows the image and the layer:
+            one cell of the target layer, :math:`H / h` pixels (4 for a 16×16 map of a 64×64 image, 32 for a
+            7×7 map of a 224×224 image — about the paper's ±30 px at 224×224), so that the copies sample every
+            sub-cell offset.
         lambda_tv: :math:`\lambda`, weight of the anisotropic total variation.
         mu: :math:`\mu`, weight of the :math:`\ell_2` penalty.
         iterations: solver steps.
@@ -611,7 +616,7 @@ class AugmentedGradCAM(GradCAM):
         target_layer,
         n_augmentations: int = 16,
         max_angle: float = 15.0,
-        max_shift: float = 4.0,
+        max_shift: float | None = None,
         lambda_tv: float = 0.02,
         mu: float = 0.0,
         iterations: int = 100,
@@ -629,7 +634,7 @@ class AugmentedGradCAM(GradCAM):
         self.max_change = None if max_change is None else check_positive(max_change, "max_change")
         self.n_augmentations = check_int(n_augmentations, "n_augmentations", minimum=1)
         self.max_angle = check_nonnegative(max_angle, "max_angle")
-        self.max_shift = check_nonnegative(max_shift, "max_shift")
+        self.max_shift = None if max_shift is None else check_nonnegative(max_shift, "max_shift")
         self.lambda_tv = check_nonnegative(lambda_tv, "lambda_tv")
         self.mu = check_nonnegative(mu, "mu")
         self.iterations = check_int(iterations, "iterations", minimum=0)
@@ -643,55 +648,94 @@ class AugmentedGradCAM(GradCAM):
         self.progress = progress
         self.last_timing: dict[str, float] = {}
         self.last_solution: SuperResolution | None = None
+        self.last_theta: torch.Tensor | None = None
 
-    def augmentations(self, size: tuple[int, int]) -> torch.Tensor:
-        """The ``(L, 2, 3)`` warp matrices used for images of ``size`` (the same at every call with an int seed)."""
+    def shift(self, size: tuple[int, int], low_size: tuple[int, int] | None = None) -> float:
+        """The largest shift in pixels: ``max_shift``, or one cell (``max(H / h, W / w)``) when it is ``None``."""
+        if self.max_shift is not None:
+            return self.max_shift
+        if low_size is None:
+            raise ValueError("low_size (the target layer's (h, w)) is needed when max_shift is None (one cell)")
+        return max(size[0] / low_size[0], size[1] / low_size[1])
+
+    def augmentations(self, size: tuple[int, int], low_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """``(L, 2, 3)`` warp matrices for images of ``size`` whose target-layer maps are ``low_size``.
+
+        With an int seed the same warps come back at every call; with a ``torch.Generator`` each call draws new
+        ones. ``low_size`` is needed only when ``max_shift`` is ``None`` (one cell of the layer)."""
         angles, shifts = augmentation_params(
-            self.n_augmentations, self.max_angle, self.max_shift, generator=_generator(self.seed)
+            self.n_augmentations, self.max_angle, self.shift(size, low_size), generator=_generator(self.seed)
         )
         return affine_matrices(angles, shifts, size)
 
-    def low_resolution_maps(self, images: torch.Tensor, targets=None) -> torch.Tensor:
+    def _layer_size(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """One forward pass on the original images: their scores and the target layer's ``(h, w)``."""
+        shapes: list[tuple[int, int]] = []
+        handle = self.target_layer.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[-2:])))
+        try:
+            with torch.no_grad():
+                scores = self._predict(images)
+        finally:
+            handle.remove()
+        if not shapes:
+            raise ValueError(f"target_layer {self.layer_name!r} was not called during the model's forward pass")
+        return scores, shapes[-1]
+
+    def low_resolution_maps(self, images: torch.Tensor, targets=None, theta: torch.Tensor | None = None) -> torch.Tensor:
         """The Grad-CAM maps :math:`g_l` ``(N, L, h, w)`` of every augmented copy, for the class of the original image.
 
-        ``targets`` as for the call (``None``: each original image's arg-max class)."""
+        ``targets`` as for the call (``None``: each original image's arg-max class); ``theta`` the ``(L, 2, 3)``
+        warps (default: drawn now by :meth:`augmentations`; they are kept in :attr:`last_theta`)."""
         images = self._check_images(images)
         n, _, height, width = images.shape
-        theta = self.augmentations((height, width)).to(images.device)
         with model_mode(self.model):
-            with torch.no_grad():
-                t = self._resolve_targets(targets, self._predict(images))
+            scores, low_size = self._layer_size(images)
+            t = self._resolve_targets(targets, scores)
+            if theta is None:
+                theta = self.augmentations((height, width), low_size)
+            theta = check_tensor(theta, "theta", ndim=3, shape={0: self.n_augmentations, 1: 2, 2: 3})
+            theta = theta.to(images.device)
             warped = warp(images, theta, self.image_padding).reshape(n * self.n_augmentations, *images.shape[1:])
             t_all = t.repeat_interleave(self.n_augmentations)
             step = self.batch_size or warped.shape[0]
             maps = [self._layer_maps(warped[i : i + step], t_all[i : i + step]) for i in range(0, warped.shape[0], step)]
+        self.last_theta = theta
         maps = torch.cat(maps).detach()
         return maps.reshape(n, self.n_augmentations, *maps.shape[-2:])
+
+    def solve(self, low_res: torch.Tensor, theta: torch.Tensor, size: tuple[int, int], **overrides) -> torch.Tensor:
+        """The super-resolved maps ``ReLU(h)`` ``(N, H, W)``, in Grad-CAM's units, from measurements ``low_res``
+        ``(N, L, h, w)`` taken with the warps ``theta`` (:meth:`low_resolution_maps`, :attr:`last_theta`).
+
+        The measurements are divided by the largest value of :math:`g_1` for the solver and the result multiplied
+        back. ``overrides`` replace solver settings of this explainer for this call (``lambda_tv``, ``mu``,
+        ``iterations``, ``step_size``, ``max_change``, ``optimizer``), e.g. to compare several on the same
+        measurements. The solver's output is kept in :attr:`last_solution`."""
+        settings = {"lambda_tv": self.lambda_tv, "mu": self.mu, "iterations": self.iterations,
+                    "step_size": self.step_size, "max_change": self.max_change, "optimizer": self.optimizer}
+        unknown = set(overrides) - set(settings)
+        if unknown:
+            raise TypeError(f"solve() got unknown solver settings {sorted(unknown)}; known: {sorted(settings)}")
+        settings.update(overrides)
+        g = low_res
+        scale = g[:, 0].flatten(1).amax(1)
+        scale = torch.where(scale > 0, scale, g.flatten(1).amax(1))
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        solution = super_resolve(g / scale[:, None, None, None], theta.to(g.device), size, progress=self.progress,
+                                 **settings)
+        self.last_solution = solution
+        return torch.relu(solution.maps) * scale[:, None, None]
 
     def _raw_maps(self, images, targets):
         size = tuple(images.shape[-2:])
         start = _now(images.device)
         g = self.low_resolution_maps(images, targets)
         mid = _now(images.device)
-        scale = g[:, 0].flatten(1).amax(1)
-        scale = torch.where(scale > 0, scale, g.flatten(1).amax(1))
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        solution = super_resolve(
-            g / scale[:, None, None, None],
-            self.augmentations(size).to(images.device),
-            size,
-            lambda_tv=self.lambda_tv,
-            mu=self.mu,
-            iterations=self.iterations,
-            step_size=self.step_size,
-            max_change=self.max_change,
-            optimizer=self.optimizer,
-            progress=self.progress,
-        )
+        # the warps g was measured with: drawn once, inverted by the solver too
+        maps = self.solve(g, self.last_theta, size)
         end = _now(images.device)
-        self.last_solution = solution
         self.last_timing = {"gradcam_s": mid - start, "solver_s": end - mid, "total_s": end - start}
-        return torch.relu(solution.maps) * scale[:, None, None]
+        return maps
 
     def __repr__(self) -> str:
         return (

@@ -17,10 +17,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._checks import allow_out_of_range, check_int, check_positive
+from .._checks import allow_out_of_range, check_choice, check_int, check_positive
 from ._base import _ActivationMapExplainer
 
-__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "SmoothGradCAMPlusPlus"]
+__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "SmoothGradCAMPlusPlus", "gradcam_plus_plus_weights",
+           "smooth_gradcam_plus_plus_weights"]
 
 
 def _generator(seed: int | torch.Generator, name: str = "seed", device: torch.device | str = "cpu") -> torch.Generator:
@@ -164,18 +165,64 @@ class GradCAMPlusPlus(_ActivationMapExplainer):
         return gradcam_plus_plus_weights(activations, gradients)
 
 
-class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
-    r"""Smooth Grad-CAM++ (Omeiza et al., 2019): Grad-CAM++ averaged over noisy copies of the input.
+def smooth_gradcam_plus_plus_weights(
+    activations: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, d3: torch.Tensor
+) -> torch.Tensor:
+    r"""Smooth Grad-CAM++ channel weights ``(N, K)`` from activations and averaged derivatives ``(N, K, h, w)``.
+
+    With :math:`ar D^{(p)}_{ij}` the mean over the noisy copies of the :math:`p`-th derivative of
+    :math:`Y^c = \exp(y^c)` with respect to :math:`A^k_{ij}` (Omeiza et al., 2019, eqs. 6–8),
 
     .. math::
 
-        L^c = \frac{1}{n} \sum_{s=1}^{n} L^c_{\text{Grad-CAM++}}\big(x + \varepsilon_s\big), \qquad
-        \varepsilon_s \sim \mathcal{N}(0, \sigma^2 I),
+        lpha^{kc}_{ij} = rac{ar D^{(2)}_{ij}}{2 ar D^{(2)}_{ij} + \sum_{a,b} A^k_{ab}\, ar D^{(3)}_{ij}}
+        \quad (0 	ext{ where } ar D^{(2)}_{ij} = 0 	ext{ or the denominator is } 0), \qquad
+        w^c_k = \sum_{i,j} lpha^{kc}_{ij}\, \mathrm{ReLU}ig(ar D^{(1)}_{ij}ig).
 
-    as in SmoothGrad (Smilkov et al., 2017). The class explained is the same for every copy: the given
-    target, or the arg-max class of the clean image. The noise is drawn on the images' device from ``seed``
-    (the same seed gives the same maps on a given device; a CPU and a GPU draw different noise) and the raw
-    maps are averaged before normalization.
+    With one copy and :math:`ar D^{(p)} = g^p` this is :func:`gradcam_plus_plus_weights`.
+
+    Example:
+        >>> a = torch.ones(1, 1, 1, 2); g = torch.tensor([[[[1.0, -1.0]]]])
+        >>> smooth_gradcam_plus_plus_weights(a, g, g**2, g**3)
+        tensor([[0.2500]])
+    """
+    total = activations.sum(dim=(2, 3), keepdim=True)
+    denom = 2 * d2 + total * d3
+    valid = (d2 != 0) & (denom != 0)
+    alpha = torch.where(valid, d2 / torch.where(valid, denom, torch.ones_like(denom)), torch.zeros_like(d2))
+    return (alpha * torch.relu(d1)).sum(dim=(2, 3))
+
+
+class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
+    r"""Smooth Grad-CAM++ (Omeiza, Speakman, Cintas and Weldemariam, *Smooth Grad-CAM++: An Enhanced Inference
+    Level Visualization Technique for Deep Convolutional Neural Network Models*, 2019).
+
+    SmoothGrad's idea (Smilkov et al., 2017) applied to Grad-CAM++: :math:`n` noisy copies
+    :math:`x + arepsilon_s`, :math:`arepsilon_s \sim \mathcal{N}(0, \sigma^2 I)`, of each image.
+
+    ``average="derivatives"`` (default; the paper's formulation) averages the first, second and third
+    derivatives of :math:`Y^c = \exp(y^c)` with respect to the target layer's maps over the copies, then forms
+    :math:`lpha` and :math:`w` from the averages (:func:`smooth_gradcam_plus_plus_weights`) and weighs the
+    maps :math:`A^k` of the clean image:
+
+    .. math::
+
+        ar D^{(p)} = rac1n \sum_{s=1}^{n} e^{y^c_s}\, g_s^{\,p} \quad (p = 1, 2, 3),
+        \qquad g_s = rac{\partial y^c}{\partial A^k}\Big|_{x + arepsilon_s}, \qquad
+        L^c = \mathrm{ReLU}\Big(\sum_k w^c_k A^k(x)\Big),
+
+    (for a piecewise-linear network the :math:`p`-th derivative of :math:`\exp(y^c)` is
+    :math:`e^{y^c} g^p`; the factor :math:`e^{y^c_s}` no longer cancels, as it does for one image, because it
+    differs between copies; it is computed relative to the largest :math:`y^c_s` of each image, a common factor
+    that only rescales the map). ``average="maps"`` averages the Grad-CAM++ maps of the copies instead,
+
+    .. math::
+
+        L^c = rac{1}{n} \sum_{s=1}^{n} L^c_{	ext{Grad-CAM++}}ig(x + arepsilon_sig),
+
+    as SmoothGrad does with saliency maps. The class explained is the same for every copy: the given target,
+    or the arg-max class of the clean image. The noise is drawn on the images' device from ``seed`` (the same
+    seed gives the same maps on a given device; a CPU and a GPU draw different noise).
 
     Args:
         model: the classifier.
@@ -183,6 +230,7 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
         n_samples: number of noisy copies.
         sigma: standard deviation of the Gaussian noise, in the images' units (images in ``[0, 1]``).
         seed: an int (the same numbers at every call) or a ``torch.Generator``.
+        average: ``"derivatives"`` (Omeiza et al.) or ``"maps"``.
         progress: show a progress bar over the copies.
 
     Example:
@@ -199,6 +247,7 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
         n_samples: int = 16,
         sigma: float = 0.15,
         seed: int | torch.Generator = 0,
+        average: str = "derivatives",
         progress: bool = False,
     ) -> None:
         super().__init__(model, target_layer)
@@ -207,17 +256,41 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
         if not isinstance(seed, torch.Generator):
             check_int(seed, "seed", minimum=0, maximum=2**63 - 1)
         self.seed = seed
+        check_choice(average, "average", ("derivatives", "maps"))
+        self.average = average
         self.progress = progress
+
+    def _noisy_copies(self, images: torch.Tensor):
+        g = _generator(self.seed, device=images.device)
+        for _ in tqdm(range(self.n_samples), desc="Smooth Grad-CAM++", disable=not self.progress, leave=False):
+            noise = torch.randn(images.shape, generator=g, device=g.device).to(device=images.device, dtype=images.dtype)
+            yield images + self.sigma * noise
 
     def _raw_maps(self, images, targets):
         if targets is None:
             with torch.no_grad():
                 targets = self._predict(images).argmax(dim=1)
-        g = _generator(self.seed, device=images.device)
-        total = None
-        for _ in tqdm(range(self.n_samples), desc="Smooth Grad-CAM++", disable=not self.progress, leave=False):
-            noise = torch.randn(images.shape, generator=g, device=g.device).to(device=images.device, dtype=images.dtype)
+        if self.average == "maps":
+            total = None
+            for noisy in self._noisy_copies(images):
+                with allow_out_of_range(self.model):  # the noisy copies leave [0, 1] on purpose
+                    maps = self._layer_maps(noisy, targets)
+                total = maps if total is None else total + maps
+            return total / self.n_samples
+        activations, _, t = self._activations_and_gradients(images, targets)
+        top = sums = None
+        for noisy in self._noisy_copies(images):
             with allow_out_of_range(self.model):  # the noisy copies leave [0, 1] on purpose
-                maps = self._layer_maps(images + self.sigma * noise, targets)
-            total = maps if total is None else total + maps
-        return total / self.n_samples
+                _, grad, _, scores = self._activations_and_gradients(noisy, t, return_scores=True)
+            y = scores.gather(1, t[:, None])[:, 0].to(grad.dtype)
+            if top is None:
+                top = y
+                sums = [torch.zeros_like(grad) for _ in range(3)]
+            new_top = torch.maximum(top, y)
+            rescale = torch.exp(top - new_top)[:, None, None, None]  # keep every exp(y_s - top) <= 1
+            e = torch.exp(y - new_top)[:, None, None, None]
+            sums = [d * rescale + e * grad.pow(p) for p, d in enumerate(sums, start=1)]
+            top = new_top
+        d1, d2, d3 = (d / self.n_samples for d in sums)
+        weights = smooth_gradcam_plus_plus_weights(activations, d1, d2, d3)
+        return torch.relu(torch.einsum("nk,nkhw->nhw", weights, activations))

@@ -69,6 +69,10 @@ class Recipe:
         packaged: for a model trained elsewhere whose weights ship in an installed package
             (``efficientnet_lite0``): returns the trained model. Such an entry has no checkpoint and no
             training; ``build`` and ``train`` are not used.
+        export: ``export(model) -> state`` what the checkpoint stores (default: the whole ``state_dict``); a
+            model built on pretrained weights stores only what training changed.
+        restore: ``restore(model, state)`` the inverse of ``export`` on a freshly built model (default:
+            ``load_state_dict``, strict); it raises ``RuntimeError``/``KeyError`` if the state does not fit.
     """
 
     name: str
@@ -78,6 +82,8 @@ class Recipe:
     evaluate: Callable[[nn.Module, torch.device], dict]
     settings: dict = field(default_factory=dict)
     packaged: Callable[[], nn.Module] | None = None
+    export: Callable[[nn.Module], dict] | None = None
+    restore: Callable[[nn.Module, dict], None] | None = None
 
 
 class CheckpointError(RuntimeError):
@@ -177,7 +183,7 @@ def load(name: str, device: torch.device | str | None = None, root: str | Path |
     model = recipe.build()
     try:
         state = torch.load(pt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        (recipe.restore or nn.Module.load_state_dict)(model, state)
     except (RuntimeError, KeyError, TypeError, EOFError) as err:
         raise CheckpointError(
             f"checkpoint {pt_path} does not fit the recipe's architecture ({str(err).splitlines()[0]}); "
@@ -216,7 +222,8 @@ def train(
     model.eval()
     with torch.no_grad():
         metrics = {k: float(v) for k, v in recipe.evaluate(model, device).items()}
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    exported = recipe.export(model) if recipe.export is not None else model.state_dict()
+    state = {k: v.detach().to("cpu").contiguous() for k, v in exported.items()}
     tmp = pt_path.with_suffix(".pt.tmp")
     torch.save(state, tmp)
     tmp.replace(pt_path)
