@@ -6,6 +6,8 @@ r"""Metrics that judge saliency maps.
 * *Localization* against ground truth — does the map find the object?
   :func:`pointing_game` (Zhang et al., *Top-down Neural Attention by Excitation Backprop*, ECCV 2016),
   :func:`saliency_to_box` (Zhou et al., *CAM*, CVPR 2016) and :func:`corloc` (Deselaers et al., 2012).
+* *Uncertainty* of any per-image metric: :func:`bootstrap_interval` (Efron, 1979), the percentile bootstrap
+  interval of its mean over the images.
 
 Maps are ``(N, H, W)`` at the images' resolution, as returned by the explainers. Functions with a
 ``reduction`` argument return a Python float for ``"mean"`` and a per-image ``(N,)`` tensor for ``"none"``.
@@ -49,6 +51,7 @@ __all__ = [
     "increase_in_confidence",
     "saliency_to_box",
     "corloc",
+    "bootstrap_interval",
 ]
 
 
@@ -418,3 +421,55 @@ def corloc(boxes, gt_boxes, iou: float = 0.5, *, reduction: str = "mean"):
         best[s:e] = torch.where(valid[s:e], diag, torch.zeros_like(diag)).amax(-1)
     hits = best >= iou - 1e-12
     return _reduce(hits, reduction) if reduction == "mean" else hits
+
+
+# ---------------------------------------------------------------------- uncertainty
+def bootstrap_interval(
+    values, confidence: float = 0.95, *, n_resamples: int = 2000, seed: int | torch.Generator = 0
+) -> tuple[float, float, float]:
+    r"""The mean of per-image values and its percentile bootstrap interval (Efron, 1979).
+
+    Draw :math:`B` = ``n_resamples`` samples of the :math:`n` values with replacement, take the mean
+    :math:`\bar v^{*b}` of each, and return the empirical :math:`\alpha/2` and :math:`1-\alpha/2` quantiles
+    of the :math:`\bar v^{*b}` (:math:`1 - \alpha` = ``confidence``), next to the mean of the values:
+
+    .. math::
+
+        \Big[\, q_{\alpha/2}\big(\bar v^{*1}, \dots, \bar v^{*B}\big),\;
+              q_{1-\alpha/2}\big(\bar v^{*1}, \dots, \bar v^{*B}\big) \Big].
+
+    The interval says how much the mean would move with another draw of images from the same distribution;
+    for a *comparison* of two methods on the same images, pass the paired differences (``a - b``), whose
+    interval excludes 0 when the difference is larger than the image-to-image noise.
+
+    Args:
+        values: per-image values, a 1-D tensor, array or sequence (bools count as 0/1), at least 2 of them.
+        confidence: the interval's coverage, in (0, 1).
+        n_resamples: :math:`B`.
+        seed: an int or a CPU ``torch.Generator`` (the same int gives the same interval).
+
+    Returns:
+        ``(mean, low, high)`` as Python floats.
+
+    Example:
+        >>> mean, low, high = bootstrap_interval(torch.tensor([0.0, 1.0] * 50))
+        >>> mean, 0.38 < low < 0.45, 0.55 < high < 0.62
+        (0.5, True, True)
+    """
+    v = torch.as_tensor(np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values))
+    if v.ndim != 1 or v.numel() < 2:
+        raise ValueError(f"values must be 1-D with at least 2 entries, got shape {tuple(v.shape)}")
+    v = v.to(torch.float64)
+    if not torch.isfinite(v).all():
+        raise ValueError("values must be finite")
+    confidence = check_probability(confidence, "confidence", open_interval=True)
+    n_resamples = check_int(n_resamples, "n_resamples", minimum=1)
+    if isinstance(seed, torch.Generator):
+        g = seed
+    else:
+        g = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0, maximum=2**63 - 1))
+    idx = torch.randint(v.numel(), (n_resamples, v.numel()), generator=g)
+    means = v[idx].mean(1)
+    alpha = 1 - confidence
+    low, high = torch.quantile(means, torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64))
+    return float(v.mean()), float(low), float(high)
