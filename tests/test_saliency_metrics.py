@@ -289,3 +289,31 @@ def test_bootstrap_interval_rejects_bad_confidence():
 
     with pytest.raises(ValueError, match="confidence"):
         bootstrap_interval([1.0, 2.0], confidence=1.0)
+
+
+# ---------------------------------------------------------------------- shared deletion / insertion curves
+def test_shared_curves_equal_the_separate_curves():
+    from course_lib.saliency.metrics import deletion_insertion_curves
+
+    torch.manual_seed(0)
+    model = SmallCNN(num_classes=5, width=8).eval()
+    x = torch.rand(3, 3, 24, 24)
+    maps = {"a": torch.rand(3, 24, 24), "b": torch.rand(3, 24, 24)}
+    maps["b"][0, :6] = 1.0  # ties: raster order decides, as in deletion_curve
+    f, curves = deletion_insertion_curves(model, x, maps, torch.tensor([0, 3, 1]), n_steps=6, baseline=0.25,
+                                          batch_size=5)
+    for name, m in maps.items():
+        fd, pd = deletion_curve(model, x, m, torch.tensor([0, 3, 1]), n_steps=6, baseline=0.25)
+        fi, pi = insertion_curve(model, x, m, torch.tensor([0, 3, 1]), n_steps=6)
+        assert_close(f, fd)
+        assert_close(f, fi)
+        # the same images in differently sized batches: float32 round-off of a few ulps of probabilities ~0.2
+        assert_close(curves[name][0].double(), pd.double(), atol=1e-5, rtol=0)
+        assert_close(curves[name][1].double(), pi.double(), atol=1e-5, rtol=0)
+
+
+def test_shared_curves_rejects_a_bare_tensor():
+    from course_lib.saliency.metrics import deletion_insertion_curves
+
+    with pytest.raises(TypeError, match="dict"):
+        deletion_insertion_curves(SmallCNN(num_classes=5, width=8), torch.rand(1, 3, 16, 16), torch.rand(1, 16, 16))
