@@ -12,7 +12,16 @@ Prints, for batch sizes 1 and 16 on the available device:
   pytorch-grad-cam, and ``torchcam``), their Grad-CAM / Grad-CAM++ timed in the same run, the ratio
   ours / theirs, and the largest absolute difference between their maps and ours.
 
-Usage: ``python benchmarks/saliency.py [--device cpu|cuda] [--quick]`` (``--quick``: batch 1 only, fewer masks).
+Then the same on the real ImageNet network ``course_lib.pretrained.efficientnet_lite0`` (pretrained weights,
+a course photo at 224×224, target layer ``head``, 1280×7×7):
+
+* CAM, Grad-CAM and Grad-CAM++ as ratios to its bare forward pass (goal <= 1.2x);
+* RISE as a ratio to its bare masked forward passes (goal <= 1.1x);
+* Augmented Grad-CAM (the library's defaults): the solver's share of its time (goal <= 25 %), from the
+  explainer's own ``last_timing`` of each call (both parts inside one call, so drift cancels).
+
+Usage: ``python benchmarks/saliency.py [--device cpu|cuda] [--quick] [--only resnet|lite0]`` (``--quick``: batch
+1 only, fewer masks).
 No timing is asserted anywhere; this script only prints.
 """
 
@@ -27,7 +36,7 @@ import torch
 import torchvision
 
 from course_lib.device import get_device
-from course_lib.saliency import CAM, RISE, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
+from course_lib.saliency import CAM, RISE, AugmentedGradCAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
 from course_lib.saliency._base import normalize_maps, upsample_maps
 
 
@@ -141,20 +150,72 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
     parser.add_argument("--quick", action="store_true", help="batch 1 only and fewer RISE masks")
+    parser.add_argument("--only", choices=["resnet", "lite0"], default=None, help="run one of the two networks")
     args = parser.parse_args()
     device = get_device(args.device)
     torch.manual_seed(0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}, torchvision {torchvision.__version__}")
-    have = peers()
-    model = torchvision.models.resnet18(weights=None).eval().to(device)
-    batches = [1] if args.quick else [1, 16]
-    n_masks = 4000 if device.type == "cuda" else (64 if args.quick else 256)
-    rise_batch = 200 if device.type == "cuda" else 32
-    n_smooth = 8
+    if args.only != "lite0":
+        have = peers()
+        model = torchvision.models.resnet18(weights=None).eval().to(device)
+        batches = [1] if args.quick else [1, 16]
+        n_masks = 4000 if device.type == "cuda" else (64 if args.quick else 256)
+        rise_batch = 200 if device.type == "cuda" else 32
+        n_smooth = 8
+        for b in batches:
+            bench_batch(model, b, device, have, n_masks, rise_batch, n_smooth)
+    if args.only != "resnet":
+        bench_pretrained(device, args.quick)
 
-    for b in batches:
-        bench_batch(model, b, device, have, n_masks, rise_batch, n_smooth)
+
+def bench_pretrained(device: torch.device, quick: bool) -> None:
+    """The ratios of the pretrained EfficientNet-Lite0 (see the module docstring), one course photo at 224×224."""
+    from course_lib.data import load_photo
+    from course_lib.pretrained import efficientnet_lite0, imagenet_preprocess
+
+    net = efficientnet_lite0(device)
+    x = imagenet_preprocess(load_photo("coffee")).to(device)
+    with torch.no_grad():
+        targets = net(x).argmax(1)
+
+    def forward():
+        with torch.no_grad():
+            net(x)
+
+    t_fwd = timed(forward, device)
+    print(f"\n== pretrained EfficientNet-Lite0, one 224×224 photo: bare forward pass {1e3 * t_fwd:.2f} ms")
+    print(f"{'method':<26}{'ms/image':>10}{'x forward':>11}   goal")
+    for label, explainer in (("CAM", CAM(net, "head", fc="classifier")), ("Grad-CAM", GradCAM(net, "head")),
+                             ("Grad-CAM++", GradCAMPlusPlus(net, "head"))):
+        t, _, ratio = timed_against(lambda e=explainer: e(x, targets), forward, device)
+        print(f"{label:<26}{1e3 * t:>10.2f}{ratio:>11.2f}   <= 1.2x")
+
+    n_masks = 2000 if device.type == "cuda" else (64 if quick else 128)
+    rise_batch = 200 if device.type == "cuda" else 32
+    rise = RISE(net, n_masks=n_masks, batch_size=rise_batch, seed=0)
+    masked = torch.rand(rise_batch, 3, 224, 224, device=device)
+    n_passes = math.ceil(n_masks / rise_batch)
+
+    def bare_passes():
+        with torch.no_grad():
+            for _ in range(n_passes):
+                net(masked)
+
+    t_rise, _, rise_ratio = timed_against(lambda: rise(x, targets), bare_passes, device, min_pairs=3, max_pairs=6)
+    print(f"{f'RISE (N={n_masks})':<26}{1e3 * t_rise:>10.2f}{t_rise / t_fwd:>11.2f}   "
+          f"{rise_ratio:.3f}x its {n_passes} bare masked forward passes of {rise_batch} images (goal <= 1.1x)")
+
+    aug = AugmentedGradCAM(net, "head")
+    aug(x, targets)  # warm-up
+    shares, totals = [], []
+    for _ in range(3 if quick else 5):
+        aug(x, targets)
+        shares.append(aug.last_timing["solver_s"] / aug.last_timing["total_s"])
+        totals.append(aug.last_timing["total_s"])
+    print(f"{f'Augmented Grad-CAM (L={aug.n_augmentations})':<26}{1e3 * statistics.median(totals):>10.2f}"
+          f"{statistics.median(totals) / t_fwd:>11.2f}   solver {100 * statistics.median(shares):.1f} % of its time "
+          f"(goal <= 25 %; {aug.iterations} iterations)")
 
 
 def bench_batch(model, b: int, device: torch.device, have: dict, n_masks: int, rise_batch: int, n_smooth: int) -> None:

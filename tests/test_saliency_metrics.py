@@ -247,3 +247,73 @@ def test_metrics_cpu_gpu_parity():
         assert a == pytest.approx(b, abs=1e-4)
     assert gpu[3].device.type == "cuda"
     assert_close(gpu[3].cpu(), cpu[3])
+
+
+# ---------------------------------------------------------------------- bootstrap
+def test_bootstrap_interval_matches_scipy_and_the_normal_approximation():
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    from course_lib.saliency.metrics import bootstrap_interval
+
+    values = torch.randn(400, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 + 1
+    mean, low, high = bootstrap_interval(values, 0.95, n_resamples=4000, seed=1)
+    assert mean == pytest.approx(float(values.mean()), abs=1e-12)
+    ref = bootstrap((values.numpy(),), np.mean, confidence_level=0.95, n_resamples=4000, method="percentile",
+                    random_state=0).confidence_interval
+    # two independent bootstrap runs of B = 4000: their quantiles differ by a few % of the interval's width
+    half = 1.96 * float(values.std()) / 400**0.5
+    assert low == pytest.approx(ref.low, abs=0.1 * half) and high == pytest.approx(ref.high, abs=0.1 * half)
+    assert low == pytest.approx(mean - half, abs=0.1 * half) and high == pytest.approx(mean + half, abs=0.1 * half)
+
+
+def test_bootstrap_interval_of_constant_values_and_bools():
+    from course_lib.saliency.metrics import bootstrap_interval
+
+    assert bootstrap_interval([0.25] * 10) == (0.25, 0.25, 0.25)
+    mean, low, high = bootstrap_interval(torch.tensor([True, False, False, False] * 25))
+    assert mean == 0.25 and low < 0.25 < high
+    assert bootstrap_interval(torch.arange(20.0), seed=3) == bootstrap_interval(torch.arange(20.0), seed=3)
+
+
+@pytest.mark.parametrize("bad, match", [([1.0], "at least 2"), ([[1.0, 2.0]], "1-D"), ([1.0, float("nan")], "finite")])
+def test_bootstrap_interval_rejects_bad_values(bad, match):
+    from course_lib.saliency.metrics import bootstrap_interval
+
+    with pytest.raises(ValueError, match=match):
+        bootstrap_interval(bad)
+
+
+def test_bootstrap_interval_rejects_bad_confidence():
+    from course_lib.saliency.metrics import bootstrap_interval
+
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_interval([1.0, 2.0], confidence=1.0)
+
+
+# ---------------------------------------------------------------------- shared deletion / insertion curves
+def test_shared_curves_equal_the_separate_curves():
+    from course_lib.saliency.metrics import deletion_insertion_curves
+
+    torch.manual_seed(0)
+    model = SmallCNN(num_classes=5, width=8).eval()
+    x = torch.rand(3, 3, 24, 24)
+    maps = {"a": torch.rand(3, 24, 24), "b": torch.rand(3, 24, 24)}
+    maps["b"][0, :6] = 1.0  # ties: raster order decides, as in deletion_curve
+    f, curves = deletion_insertion_curves(model, x, maps, torch.tensor([0, 3, 1]), n_steps=6, baseline=0.25,
+                                          batch_size=5)
+    for name, m in maps.items():
+        fd, pd = deletion_curve(model, x, m, torch.tensor([0, 3, 1]), n_steps=6, baseline=0.25)
+        fi, pi = insertion_curve(model, x, m, torch.tensor([0, 3, 1]), n_steps=6)
+        assert_close(f, fd)
+        assert_close(f, fi)
+        # the same images in differently sized batches: float32 round-off of a few ulps of probabilities ~0.2
+        assert_close(curves[name][0].double(), pd.double(), atol=1e-5, rtol=0)
+        assert_close(curves[name][1].double(), pi.double(), atol=1e-5, rtol=0)
+
+
+def test_shared_curves_rejects_a_bare_tensor():
+    from course_lib.saliency.metrics import deletion_insertion_curves
+
+    with pytest.raises(TypeError, match="dict"):
+        deletion_insertion_curves(SmallCNN(num_classes=5, width=8), torch.rand(1, 3, 16, 16), torch.rand(1, 16, 16))
