@@ -235,3 +235,18 @@ def test_shapes_lite0_reproduces_its_recorded_metrics():
     got = zoo.evaluate("shapes_lite0", device="cpu")
     for key, value in record["metrics"].items():
         assert got[key] == pytest.approx(value, abs=0.01), key
+
+
+def test_augmented_study_file_matches_its_script():
+    from course_lib.zoo import augmented_study
+
+    study = augmented_study.load()
+    # the stored file was produced by the current settings (else: rerun python -m course_lib.zoo.augmented_study)
+    assert study["settings"] == json.loads(json.dumps(augmented_study.SETTINGS))
+    assert study["chosen"] in study["val"]["augmented"] and study["chosen_prior"] in study["val"]["prior"]
+    val = study["val"]["augmented"]
+    assert study["chosen"] == max(val, key=lambda k: val[k]["mean_iou"])  # chosen on validation, not held-out
+    for split in ("val", "heldout"):
+        assert study[split]["shift_px"] == 32.0
+        for r in [study[split]["upsampled"], *study[split]["prior"].values(), *study[split]["augmented"].values()]:
+            assert 0 <= r["pointing_game"] <= 1 and len(r["iou"]) == len(study["settings"]["taus"])
