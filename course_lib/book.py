@@ -47,9 +47,13 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     Example:
         >>> glue("answer", 42)   # outside a notebook: nothing to store, the value comes back
         42
+        >>> import numpy as np
+        >>> glue("mean", np.float64(0.25))   # NumPy and 0-d torch scalars become Python numbers
+        0.25
     """
     if not isinstance(name, str) or not name.replace("_", "").isalnum():
         raise ValueError(f"name must be letters, digits and '_', got {name!r}")
+    value = _plain(value)
     if _myst_glue is not None and _in_notebook():
         _myst_glue(name, value, display=display)
     elif display or _myst_glue is None:
@@ -78,6 +82,14 @@ def claim(condition: bool, text: str) -> None:
         raise ValueError(f"text must be the sentence the claim guards, got {text!r}")
     if not bool(condition):
         raise ClaimError(f'the text says "{text}", but the numbers no longer support it')
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy or 0-d torch scalar as the Python number it holds: its repr (``np.float64(0.24)``) is what
+    myst-nb stores, and ``{glue:text}`name:.3f``` could not format it."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
 
 
 def _in_notebook() -> bool:
