@@ -30,26 +30,23 @@ class ClaimError(AssertionError):
     """A sentence of the text is no longer true to the numbers the chapter computed."""
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
-    """Make ``value`` available to the text as ``{glue:text}`name```; return it unchanged.
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Make ``value`` available to the text as ``{glue:text}`name```.
 
     Args:
         name: the key the text refers to (letters, digits and ``_``).
         value: the number (or short string) the text quotes.
         display: also show the value in the cell's output.
 
-    Returns:
-        ``value``, so ``x = glue("x", compute())`` reads naturally.
+    Returns ``None`` (as myst-nb's ``glue`` does), so a cell that ends with it shows no stray output.
 
     Raises:
         ValueError: if ``name`` is not a valid key.
 
     Example:
-        >>> glue("answer", 42)   # outside a notebook: nothing to store, the value comes back
-        42
-        >>> import numpy as np
-        >>> glue("mean", np.float64(0.25))   # NumPy and 0-d torch scalars become Python numbers
-        0.25
+        >>> glue("answer", 42)   # outside a notebook there is nothing to store
+        >>> glue("mean", 0.25, display=True)   # display=True also shows the value
+        mean = 0.25
     """
     if not isinstance(name, str) or not name.replace("_", "").isalnum():
         raise ValueError(f"name must be letters, digits and '_', got {name!r}")
@@ -58,7 +55,6 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
         _myst_glue(name, value, display=display)
     elif display or _myst_glue is None:
         print(f"{name} = {value}")
-    return value
 
 
 def claim(condition: bool, text: str) -> None:
