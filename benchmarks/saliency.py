@@ -169,6 +169,18 @@ def main() -> None:
         bench_pretrained(device, args.quick)
 
 
+def forward_baseline(model, x: torch.Tensor, device: torch.device):
+    """The arg-max targets of ``x``, a bare no-grad forward pass of ``model`` on it, and that pass's time."""
+    with torch.no_grad():
+        targets = model(x).argmax(1)
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    return targets, forward, timed(forward, device)
+
+
 def bench_pretrained(device: torch.device, quick: bool) -> None:
     """The ratios of the pretrained EfficientNet-Lite0 (see the module docstring), one course photo at 224×224."""
     from course_lib.data import load_photo
@@ -176,14 +188,7 @@ def bench_pretrained(device: torch.device, quick: bool) -> None:
 
     net = efficientnet_lite0(device)
     x = imagenet_preprocess(load_photo("coffee")).to(device)
-    with torch.no_grad():
-        targets = net(x).argmax(1)
-
-    def forward():
-        with torch.no_grad():
-            net(x)
-
-    t_fwd = timed(forward, device)
+    targets, forward, t_fwd = forward_baseline(net, x, device)
     print(f"\n== pretrained EfficientNet-Lite0, one 224×224 photo: bare forward pass {1e3 * t_fwd:.2f} ms")
     print(f"{'method':<26}{'ms/image':>10}{'x forward':>11}   goal")
     for label, explainer in (("CAM", CAM(net, "head", fc="classifier")), ("Grad-CAM", GradCAM(net, "head")),
@@ -221,14 +226,7 @@ def bench_pretrained(device: torch.device, quick: bool) -> None:
 def bench_batch(model, b: int, device: torch.device, have: dict, n_masks: int, rise_batch: int, n_smooth: int) -> None:
     """Time every method (and the peers) on one random batch of ``b`` images."""
     x = torch.rand(b, 3, 224, 224, device=device)
-    with torch.no_grad():
-        targets = model(x).argmax(1)
-
-    def forward():
-        with torch.no_grad():
-            model(x)
-
-    t_fwd = timed(forward, device)
+    targets, forward, t_fwd = forward_baseline(model, x, device)
     print(f"\n== batch {b}: one bare forward pass {1e3 * t_fwd:.2f} ms ({1e3 * t_fwd / b:.2f} ms/image)")
     print(f"{'method':<26}{'ms/image':>10}{'x forward':>11}   notes")
     ours = {
