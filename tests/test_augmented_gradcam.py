@@ -446,3 +446,72 @@ def test_beats_upsampled_gradcam_at_a_coarse_layer_on_heldout_shapes():
     augmented = AugmentedGradCAM(coarse, "coarse", n_augmentations=16, max_shift=8.0, lambda_tv=0.02)(x, y)
     assert pointing_game(augmented, masks) > pointing_game(plain, masks) + 0.05
     assert best_iou(augmented) > best_iou(plain)
+
+
+# ------------------------------------------------------------------------------------------ the solver's grid
+def test_default_solve_grid_is_the_input_for_64px_images_with_16x16_maps():
+    """SmallCNN at 64×64 (16×16 maps): k h = 128 >= 64, so the default solves at the input's size, unchanged."""
+    from course_lib.saliency import AugmentedGradCAM
+
+    model, x = _trained()
+    kwargs = dict(n_augmentations=4, iterations=15, seed=2)
+    default = AugmentedGradCAM(model, "features", **kwargs)
+    full = AugmentedGradCAM(model, "features", solve_scale=None, **kwargs)
+    assert default.solve_scale == 8 and default.solve_size((64, 64), (16, 16)) == (64, 64)
+    assert torch.equal(default(x, normalize=False), full(x, normalize=False))
+    assert default.last_solution.maps.shape == (3, 64, 64)
+
+
+def test_one_theta_is_the_same_motion_on_both_grids():
+    """Quarter turns and whole-pixel shifts are exact on a 32² and a 16² grid: D A_l of a map replicated in
+    2×2 blocks on 32² equals D A_l of the map on 16², with shifts twice as many pixels on 32²."""
+    angles = torch.tensor([0.0, 90.0, -90.0])
+    shifts16 = torch.tensor([[0.0, 0.0], [1.0, -1.0], [-2.0, 1.0]])
+    theta16 = affine_matrices(angles, shifts16, (16, 16))
+    assert torch.equal(theta16, affine_matrices(angles, 2 * shifts16, (32, 32)))
+    h16 = torch.rand(16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    h32 = h16.repeat_interleave(2, 0).repeat_interleave(2, 1)
+    theta = theta16.double()
+    low16 = operator_matrix(theta, (16, 16), (8, 8)) @ h16.flatten()
+    low32 = operator_matrix(theta, (32, 32), (8, 8)) @ h32.flatten()
+    assert_close(low32, low16, atol=1e-12, rtol=0)
+
+
+def test_reduced_grid_solve_then_bilinear_upsampling_matches_a_direct_construction():
+    from course_lib.saliency import AugmentedGradCAM
+
+    model, x = _trained()
+    explainer = AugmentedGradCAM(model, "features", n_augmentations=4, iterations=12, seed=1, solve_scale=2)
+    assert explainer.solve_size((64, 64), (16, 16)) == (32, 32)
+    assert explainer.solve_size((64, 48), (16, 12)) == (32, 24)
+    maps = explainer(x, normalize=False)
+    assert maps.shape == (3, 64, 64) and explainer.last_solution.maps.shape == (3, 32, 32)
+    theta = explainer.last_theta
+    g = explainer.low_resolution_maps(x, None, theta=theta)
+    scale = g[:, 0].flatten(1).amax(1)[:, None, None, None]
+    solved = super_resolve(g / scale, theta, (32, 32), iterations=12).maps  # same warps, on the 32² grid
+    expected = torch.relu(F.interpolate(solved[:, None], size=(64, 64), mode="bilinear", align_corners=False)[:, 0])
+    assert_close(maps, expected * scale[:, 0], atol=1e-6 * float(scale.max()), rtol=1e-5)
+    # the override in solve() gives the same, and k large enough is the full-size solve
+    assert_close(explainer.solve(g, theta, (64, 64)), maps, atol=1e-6 * float(scale.max()), rtol=1e-5)
+    full = explainer.solve(g, theta, (64, 64), solve_scale=4)
+    assert explainer.last_solution.maps.shape == (3, 64, 64)
+    assert_close(full, explainer.solve(g, theta, (64, 64), solve_scale=None), atol=0, rtol=0)
+
+
+def test_solve_scale_bad_input():
+    from course_lib.saliency import AugmentedGradCAM
+
+    model = _model()
+    with pytest.raises(ValueError, match="solve_scale must be >= 1"):
+        AugmentedGradCAM(model, "features", solve_scale=0)
+    with pytest.raises(TypeError, match="solve_scale"):
+        AugmentedGradCAM(model, "features", solve_scale=2.5)
+    explainer = AugmentedGradCAM(model, "features", n_augmentations=2, iterations=1)
+    g, theta = torch.rand(1, 2, 8, 8), explainer.augmentations((32, 32), (8, 8))
+    with pytest.raises(ValueError, match="solve_scale must be >= 1"):
+        explainer.solve(g, theta, (32, 32), solve_scale=-1)
+    with pytest.raises(TypeError, match="unknown solver settings"):
+        explainer.solve(g, theta, (32, 32), scale=2)
+    with pytest.raises(TypeError, match="low_size must be an"):
+        explainer.solve_size((32, 32), 8)
