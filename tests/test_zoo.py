@@ -248,5 +248,45 @@ def test_augmented_study_file_matches_its_script():
     assert study["chosen"] == max(val, key=lambda k: val[k]["mean_iou"])  # chosen on validation, not held-out
     for split in ("val", "heldout"):
         assert study[split]["shift_px"] == 32.0
+        n = study["settings"][f"n_{split}"]
         for r in [study[split]["upsampled"], *study[split]["prior"].values(), *study[split]["augmented"].values()]:
             assert 0 <= r["pointing_game"] <= 1 and len(r["iou"]) == len(study["settings"]["taus"])
+            # the per-image values are those the means were taken over
+            assert len(r["per_image"]["hit"]) == len(r["per_image"]["mean_iou"]) == n
+            assert r["pointing_game"] == pytest.approx(sum(r["per_image"]["hit"]) / n, abs=1e-9)
+            assert r["mean_iou"] == pytest.approx(sum(r["per_image"]["mean_iou"]) / n, abs=1e-4)
+        for method in ("Grad-CAM", "Augmented Grad-CAM"):
+            per_image = study[split]["chapter9"][method]
+            assert len(per_image["hit"]) == n
+            assert list(per_image["corloc"]) == [str(t) for t in study["settings"]["corloc_taus"]]
+            assert all(len(v) == n and set(v) <= {0, 1} for v in per_image["corloc"].values())
+        # chapter 9's pointing game on the same maps (min-max normalized either way) is the chapter 7 one
+        assert study[split]["chapter9"]["Grad-CAM"]["hit"] == study[split]["upsampled"]["per_image"]["hit"]
+        assert (study[split]["chapter9"]["Augmented Grad-CAM"]["hit"]
+                == study[split]["augmented"][study["chosen"]]["per_image"]["hit"])
+    sweep = study["solve_scale_sweep"]
+    assert list(sweep) == [str(k) for k in study["settings"]["solve_scale_sweep"]]
+    assert [r["grid"] for r in sweep.values()] == [min(224, 7 * k) if k else 224
+                                                    for k in study["settings"]["solve_scale_sweep"]]
+
+
+def test_lite0_localization_study_file_matches_its_script():
+    from course_lib.zoo import augmented_study, lite0_localization_study
+
+    study = lite0_localization_study.load()
+    s = lite0_localization_study.SETTINGS
+    assert study["settings"] == json.loads(json.dumps(s))
+    assert s["corloc_taus"] == augmented_study.SETTINGS["corloc_taus"]
+    assert (s["n_val"], s["val_seed"]) == (augmented_study.SETTINGS["n_val"], augmented_study.SETTINGS["val_seed"])
+    assert (s["n_test"], s["test_seed"]) == (augmented_study.SETTINGS["n_heldout"],
+                                             augmented_study.SETTINGS["heldout_seed"])
+    for split in ("val", "test"):
+        for method in ("Smooth Grad-CAM++", "RISE"):
+            per_image = study[split][method]
+            assert len(per_image["hit"]) == s[f"n_{split}"]
+            assert list(per_image["corloc"]) == [str(t) for t in s["corloc_taus"]]
+            assert all(len(v) == s[f"n_{split}"] and set(v) <= {0, 1} for v in per_image["corloc"].values())
+    assert set(study["check"]) == {"Smooth Grad-CAM++", "RISE", "Augmented Grad-CAM"}
+    for maps in study["check"].values():
+        assert len(maps) == s["n_check"] and all(len(m) == s["check_pool"] ** 2 for m in maps)
+        assert all(0 <= v <= 1 for m in maps for v in m)

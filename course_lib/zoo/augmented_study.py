@@ -87,13 +87,14 @@ def _corloc_per_image(maps: torch.Tensor, masks: torch.Tensor, boxes: torch.Tens
                        for t in SETTINGS["corloc_taus"]}}
 
 
-def _explainer(model, progress: bool = False):
+def _explainer(model, progress: bool = False, **overrides):
+    """The study's :class:`~course_lib.saliency.AugmentedGradCAM` (``overrides``: e.g. the chosen ``lambda_tv``)."""
     from ..saliency import AugmentedGradCAM
 
     s = SETTINGS
-    return AugmentedGradCAM(model, s["target_layer"], n_augmentations=s["n_augmentations"], max_angle=s["max_angle"],
-                            max_shift=s["max_shift"], iterations=s["iterations"], seed=s["seed"],
-                            batch_size=s["batch_size"], solve_scale=s["solve_scale"], progress=progress)
+    kwargs = {k: s[k] for k in ("n_augmentations", "max_angle", "max_shift", "iterations", "seed", "batch_size",
+                                "solve_scale")}
+    return AugmentedGradCAM(model, s["target_layer"], progress=progress, **(kwargs | overrides))
 
 
 def measure(split: str, device: torch.device | str = "cpu", progress: bool = False) -> tuple[dict, dict]:
