@@ -253,7 +253,7 @@ def test_augmented_study_file_matches_its_script():
             assert 0 <= r["pointing_game"] <= 1 and len(r["iou"]) == len(study["settings"]["taus"])
             # the per-image values are those the means were taken over
             assert len(r["per_image"]["hit"]) == len(r["per_image"]["mean_iou"]) == n
-            assert r["pointing_game"] == pytest.approx(sum(r["per_image"]["hit"]) / n, abs=1e-9)
+            assert r["pointing_game"] == pytest.approx(sum(r["per_image"]["hit"]) / n, abs=1e-6)  # float32 mean
             assert r["mean_iou"] == pytest.approx(sum(r["per_image"]["mean_iou"]) / n, abs=1e-4)
         for method in ("Grad-CAM", "Augmented Grad-CAM"):
             per_image = study[split]["chapter9"][method]
