@@ -435,7 +435,12 @@ def pose_features(network: str, layers: tuple[str, ...], data, which: str, *, si
 def pose_head(in_channels: int, grid: int, channels: int = 64) -> nn.Sequential:
     r"""The regression head on frozen features: :class:`PoseRegressor`'s head, a strided 3×3 convolution,
     batch norm and ReLU, then a linear layer to the :math:`2k` normalized coordinates, started at zero (every
-    joint at the crop centre), so that the first Adam steps on a large flattened map stay calm."""
+    joint at the crop centre), so that the first Adam steps on a large flattened map stay calm.
+
+    Example:
+        >>> pose_head(112, 8)(torch.rand(2, 112, 8, 8)).abs().max().item()
+        0.0
+    """
     conv = nn.Conv2d(in_channels, channels, 3, stride=2, padding=1, bias=False)
     side = (grid + 1) // 2
     head = nn.Sequential(conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.Flatten(),
