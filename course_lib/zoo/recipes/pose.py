@@ -13,12 +13,21 @@ and budget — without augmentation, with translation, with translation and flip
 left/right swap, and from scratch versus from the ``shapes_gap`` classifier's trunk — and writes the held-out
 PCK curves to ``course_lib/zoo/checkpoints/pose_experiments.json``, which chapter 5 reads.
 
-``python -m course_lib.zoo.recipes.pose transfer`` measures transfer from ImageNet: the same DeepPose
-regression head on the frozen features of EfficientNet-Lite0 (person crops at 128×128: a 1280×4×4 map), on
-the frozen trunk of the ``shapes_gap`` classifier (crops at 64×64), and a regressor trained from scratch — the
-same training figures and epochs, three seeds each, PCK@0.2 and PCK@0.1 — plus the whole image against the
-person crop as input, and the flip investigation (longer budgets, more seeds, mirrored held-out figures). It
-writes ``pose_transfer.json``, which chapter 5 reads. Frozen features are computed once per input and cached.
+``python -m course_lib.zoo.recipes.pose transfer`` measures transfer from ImageNet for the first stage: the
+same regression head (:func:`pose_head`: a strided 3×3 convolution, batch norm, ReLU and a zero-initialized
+linear layer, as in :class:`~course_lib.pose.PoseRegressor`) trained with the L2 loss on the frozen features of
+EfficientNet-Lite0 (person crops at 128×128; the output of ``blocks[10]``, 112×8×8, and for comparison the
+last layer, 1280×4×4), on the frozen trunk of the ``shapes_gap`` classifier (crops at 64×64, 64×16×16), and a
+regressor trained from scratch — the same 1,000 training figures and 15 epochs, three seeds each, PCK@0.2 and
+PCK@0.1 on the held-out figures, and the mean-pose baseline. The ImageNet layer and the head's learning rate
+were chosen on validation figures (seed 104; recorded under ``selection``). Adam's first step moves every
+weight by about the learning rate, so on a flattened map of thousands of inputs the head needs a learning rate
+ten times below the scratch regressor's (3e-4 for the ImageNet maps, 1e-4 for the larger ``shapes_gap`` map,
+each the best of 1e-4, 3e-4 and 1e-3 on the validation figures; at 3e-3 the loss jumps by orders of magnitude
+after one step).
+It writes ``pose_transfer.json``, which chapter 5 reads. Frozen features are computed once and cached
+(``~/.cache/course_lib/features``) under a key naming the network, its checkpoint, the layers and the figures;
+the whole run takes a few minutes on a CPU.
 
 Training uses seed-101 figures, the experiments seed-103 figures and every held-out number seed-102 figures.
 Each run is a pure function of its settings and seeds on one device (a GPU's kernels may differ from the CPU's
@@ -40,14 +49,13 @@ from torch.utils.data import DataLoader
 
 from ...data import PoseFiguresDataset
 from ...device import get_device, seed_everything
-from ...models import FeatureHead, frozen_features
+from ...models import frozen_features
 from ...pose import (
     NUM_JOINTS,
     PoseRegressor,
     RefinementStage,
     crop_boxes,
     denormalize_joints,
-    hflip_pose,
     joint_distances,
     normalize_joints,
     pck,
@@ -343,171 +351,195 @@ class _SubsetFigures:
 
 # ------------------------------------------------------------------------------------------ transfer (3-way)
 TRANSFER_FILE = CHECKPOINTS / "pose_transfer.json"
+VAL_SEED = 104
+LITE0_LAYERS = ("blocks.4", "blocks.10", "blocks.15", "head")  # the ends of the 28², 14², 7² stages and the head
 TRANSFER_SETTINGS: dict = {
-    "data": EXPERIMENT_SETTINGS["data"],
-    "seeds": [0, 1, 2],
+    "data": {**EXPERIMENT_SETTINGS["data"], "n_val": 500, "val_seed": VAL_SEED},
     "scale": 1.2,
-    "head": {"neck": 64},
-    "fit": {"epochs": 15, "lr": 3e-3, "batch_size": 64, "optimizer": "adam", "schedule": "cosine",
+    "seeds": [0, 1, 2],
+    "backbones": {
+        "imagenet": {"network": "efficientnet_lite0", "input": 128, "layer": "blocks.10", "lr": 3e-4},
+        "imagenet, last layer": {"network": "efficientnet_lite0", "input": 128, "layer": "head", "lr": 3e-4},
+        "shapes_gap": {"network": "shapes_gap", "input": 64, "layer": "features", "lr": 1e-4},
+    },
+    "head": {"channels": 64},
+    "fit": {"epochs": 15, "lr": 3e-4, "batch_size": 64, "optimizer": "adam", "schedule": "cosine",
             "weight_decay": 1e-4},
-    "n_heldout_used": 500,
-    "imagenet_input": 96,
-    "shapes_classifier": "shapes_gap",
-    "shapes_input": 64,
-    "scratch_model": EXPERIMENT_SETTINGS["model"],
-    "flip_runs": [["none", 15, [0, 1, 2]]],
+    "scratch": {"model": EXPERIMENT_SETTINGS["model"], "augment": {"scale": 1.2}, "fit": EXPERIMENT_SETTINGS["fit"]},
+    "selection": {"lite0_layers": list(LITE0_LAYERS), "lrs": [1e-4, 3e-4, 1e-3], "seed": 0},
 }
 
 
-def _whole_boxes(n: int) -> torch.Tensor:
-    return torch.tensor([0.5, 0.5, 1.0, 1.0]).expand(n, 4).clone()
-
-
-def transfer_inputs(data: PoseFiguresDataset, size: int, scale: float = 1.2, whole: bool = False):
-    """``(inputs, boxes)``: square person crops of side ``size`` (or the whole image resized) and their boxes."""
-    if whole:
-        boxes = _whole_boxes(len(data))
-        x = torch.nn.functional.interpolate(data.images, size=(size, size), mode="bilinear", align_corners=False)
-        return x, boxes
+def transfer_inputs(data, size: int, scale: float = 1.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(crops, boxes)``: the square person crops of side ``size`` that every transfer run reads, and their boxes."""
     boxes = square_boxes(data.boxes, scale, tuple(data.images.shape[-2:]))
     return crop_boxes(data.images, boxes, size), boxes
 
 
-def _cached(key: str, compute):
+def _lite0_layers(x: torch.Tensor, layers: tuple[str, ...], device) -> dict[str, torch.Tensor]:
+    """The EfficientNet-Lite0 maps at ``layers`` (``"blocks.k"`` or ``"head"``) in one pass, in batches."""
+    from ...pretrained import efficientnet_lite0
+
+    net = efficientnet_lite0(device or "cpu")
+    dev = next(net.parameters()).device
+    out: dict[str, list] = {k: [] for k in layers}
+    with torch.no_grad():
+        for i in range(0, x.shape[0], 64):
+            h = net.stem(net.normalize(x[i : i + 64].to(dev)))
+            for k, block in enumerate(net.blocks):
+                h = block(h)
+                if f"blocks.{k}" in out:
+                    out[f"blocks.{k}"].append(h.cpu())
+            if "head" in out:
+                out["head"].append(net.head(h).cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def pose_features(network: str, layers: tuple[str, ...], data, which: str, *, size: int,
+                  settings: dict = TRANSFER_SETTINGS, device=None) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """``(features, targets, boxes)`` of the person crops of one split (``which``: train, val or heldout).
+
+    ``features[layer]`` is the frozen network's map of crop :math:`n` (row :math:`n`), ``targets`` the pose
+    normalized to the same crop box, :math:`N(y_n; b_n)`, and ``boxes`` those boxes. Features are cached on disk
+    under a key that names everything they depend on (network, checkpoint, layers, crop size, figures).
+    """
+    from .. import sha256
     from .localization import FEATURE_CACHE
 
-    path = FEATURE_CACHE / f"pose_{key}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=True)
-    out = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(out, path)
-    return out
-
-
-def pose_features(backbone: str, data: PoseFiguresDataset, tag: str, *, whole: bool = False, flipped: bool = False,
-                  settings: dict = TRANSFER_SETTINGS, device=None):
-    """Frozen features of the person crops (or whole images) of ``data`` and the box-normalized targets."""
-    size = settings["imagenet_input"] if backbone == "imagenet" else settings["shapes_input"]
-    x, boxes = transfer_inputs(data, size, settings["scale"], whole)
+    d = settings["data"]
+    x, boxes = transfer_inputs(data, size, settings["scale"])
     targets = normalize_joints(data.joints, boxes)
-    if flipped:
-        x, targets = hflip_pose(x, targets, coords="centered")
+    ident = {"network": network, "layers": sorted(layers), "size": size, "scale": settings["scale"],
+             "figures": [len(data), d[f"{which}_seed"], d["size"]], "torch": torch.__version__.split("+")[0]}
+    if network != "efficientnet_lite0":
+        ident["sha256"] = sha256(CHECKPOINTS / f"{network}.pt")
+    import hashlib
 
-    def compute():
-        if backbone == "imagenet":
-            from ...pretrained import efficientnet_lite0
-
-            return frozen_features(efficientnet_lite0(device or "cpu").features, x, progress=True)
+    key = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    path = FEATURE_CACHE / f"pose_{network}_{which}_{key}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True), targets, boxes
+    if network == "efficientnet_lite0":
+        feats = _lite0_layers(x, tuple(layers), device)
+    else:
         from .. import load
 
-        return frozen_features(load(settings["shapes_classifier"], device or "cpu").features, x)
+        if tuple(layers) != ("features",):
+            raise ValueError(f"a zoo classifier offers the layer 'features' only, got {layers}")
+        feats = {"features": frozen_features(load(network, device or "cpu").features, x).cpu()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(feats, path)
+    return feats, targets, boxes
 
-    key = f"{backbone}_{tag}_{'whole' if whole else 'crop'}{'_flip' if flipped else ''}_{size}"
-    return _cached(key, compute), targets, boxes
+
+def pose_head(in_channels: int, grid: int, channels: int = 64) -> nn.Sequential:
+    r"""The regression head on frozen features: :class:`PoseRegressor`'s head, a strided 3×3 convolution,
+    batch norm and ReLU, then a linear layer to the :math:`2k` normalized coordinates, started at zero (every
+    joint at the crop centre), so that the first Adam steps on a large flattened map stay calm.
+
+    Example:
+        >>> pose_head(112, 8)(torch.rand(2, 112, 8, 8)).abs().max().item()
+        0.0
+    """
+    conv = nn.Conv2d(in_channels, channels, 3, stride=2, padding=1, bias=False)
+    side = (grid + 1) // 2
+    head = nn.Sequential(conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.Flatten(),
+                         nn.Linear(channels * side * side, 2 * NUM_JOINTS))
+    nn.init.zeros_(head[-1].weight)
+    nn.init.zeros_(head[-1].bias)
+    return head
 
 
-def train_pose_head(train_feats, train_targets, seed: int, settings: dict = TRANSFER_SETTINGS, device=None,
-                    epochs: int | None = None) -> FeatureHead:
-    """A :class:`FeatureHead` regressing the 14 joints from cached features (L2 loss), trained in place."""
+def train_pose_head(feats: torch.Tensor, targets: torch.Tensor, seed: int, settings: dict = TRANSFER_SETTINGS,
+                    device=None, **fit_overrides) -> tuple[nn.Sequential, dict]:
+    """A :func:`pose_head` trained with the L2 loss on cached ``feats`` (``(N, C, g, g)``); ``(head, history)``."""
     seed_everything(seed)
-    head = FeatureHead(train_feats.shape[1], train_feats.shape[-1], pooled=0, spatial=2 * NUM_JOINTS,
-                       neck=settings["head"]["neck"])
+    head = pose_head(feats.shape[1], feats.shape[-1], settings["head"]["channels"])
 
     def loss_fn(out, target):
-        return pose_loss(out[1].view(-1, NUM_JOINTS, 2), target)
+        return pose_loss(out.view(-1, NUM_JOINTS, 2), target)
 
-    f = {**settings["fit"], "epochs": epochs or settings["fit"]["epochs"]}
-    fit(head, (train_feats, train_targets), device=device or "cpu", progress=False, loss_fn=loss_fn, seed=seed, **f)
-    return head.cpu().eval()
+    f = {**settings["fit"], **fit_overrides}
+    history = fit(head, (feats, targets), device=device or "cpu", progress=False, loss_fn=loss_fn, seed=seed, **f)
+    return head.cpu().eval(), history
 
 
-def _head_metrics(head: FeatureHead, feats, boxes, data: PoseFiguresDataset) -> dict:
+def head_predictions(head: nn.Module, feats: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """The head's joints in image coordinates, :math:`N^{-1}(\\psi(x); b)`."""
     with torch.no_grad():
-        z = head(feats)[1].view(-1, NUM_JOINTS, 2)
+        z = head(feats).view(-1, NUM_JOINTS, 2)
+    return denormalize_joints(z, boxes)
+
+
+def mean_pose_metrics(train_targets: torch.Tensor, boxes: torch.Tensor, data) -> dict:
+    """The baseline every head must beat: the mean training pose, placed in each box."""
+    z = train_targets.mean(0, keepdim=True).expand(len(data), NUM_JOINTS, 2)
     return heldout_metrics(denormalize_joints(z, boxes), data)
 
 
-def _mirrored(data: PoseFiguresDataset) -> _SubsetFigures:
-    out = _SubsetFigures(data, len(data))
-    out.images, out.joints = hflip_pose(data.images, data.joints)
-    out.boxes = data.boxes.clone()
-    out.boxes[:, 0] = 1 - out.boxes[:, 0]
-    return out
+def run_transfer(device=None, progress: bool = True, out: Path | None = TRANSFER_FILE) -> dict:
+    """The three-way transfer table: ImageNet vs ``shapes_gap`` frozen features vs from scratch.
 
-
-def run_transfer(device=None, progress: bool = True, parts=("heads", "scratch"), out: Path | None = TRANSFER_FILE):
-    """The three-way transfer table, whole image vs crop, and the flip runs (see the module docstring)."""
+    Heads and scratch regressors train on the same figures for the same epochs, one run per seed; the held-out
+    figures score them. Before that, on the validation figures only, the ImageNet layer and the head's learning
+    rate are compared (``selection`` in the output); the settings used were chosen from those numbers.
+    """
     device = torch.device(device) if device is not None else torch.device("cpu")
     s = TRANSFER_SETTINGS
     d = s["data"]
-    train = figures(d["n_train"], d["train_seed"], d["size"])
-    heldout = _SubsetFigures(figures(d["n_heldout"], d["heldout_seed"], d["size"]), s["n_heldout_used"])
-    result: dict = json.loads(Path(out).read_text()) if out is not None and Path(out).is_file() else {}
-    result["settings"] = s
-    tag_tr, tag_te = f"n{d['n_train']}_s{d['train_seed']}", f"n{s['n_heldout_used']}of{d['n_heldout']}_s{d['heldout_seed']}"
-    if "heads" in parts:
-        heads: dict = {}
-        variants = {"imagenet, frozen": ("imagenet", False, False), "shapes_gap, frozen": ("shapes", False, False),
-                    "shapes_gap, frozen, whole image": ("shapes", True, False)}
-        for name, (backbone, whole, _) in variants.items():
-            tr_f, tr_t, _ = pose_features(backbone, train, tag_tr, whole=whole, device=device)
-            te_f, _, te_b = pose_features(backbone, heldout, tag_te, whole=whole, device=device)
-            runs = []
-            for seed in s["seeds"]:
-                start = time.perf_counter()
-                head = train_pose_head(tr_f, tr_t, seed, device=device)
-                runs.append({"seed": seed, **_head_metrics(head, te_f, te_b, heldout),
-                             "seconds": round(time.perf_counter() - start, 1)})
-            heads[name] = runs
-            if progress:
-                print(name, [round(r["pck@0.2"], 3) for r in runs], flush=True)
-        # flips on frozen (cheap) features: the mirrored training crops (with the swap) added to the originals,
-        # for the same epochs and for twice as many; and every head scored on mirrored held-out figures
-        tr_f, tr_t, _ = pose_features("shapes", train, tag_tr, device=device)
-        fl_f, fl_t, _ = pose_features("shapes", train, tag_tr, flipped=True, device=device)
-        te_f, _, te_b = pose_features("shapes", heldout, tag_te, device=device)
-        mirrored = _mirrored(heldout)
-        mi_f, _, mi_b = pose_features("shapes", mirrored, tag_te + "_mirrored", device=device)
-        epochs = s["fit"]["epochs"]
-        for name, (f_, t_, ep) in {"shapes_gap, frozen": (tr_f, tr_t, epochs),
-                                   "shapes_gap, frozen, 2x epochs": (tr_f, tr_t, 2 * epochs),
-                                   "shapes_gap, frozen, + flipped copies": (torch.cat([tr_f, fl_f]), torch.cat([tr_t, fl_t]), epochs),
-                                   "shapes_gap, frozen, + flipped copies, 2x epochs":
-                                       (torch.cat([tr_f, fl_f]), torch.cat([tr_t, fl_t]), 2 * epochs)}.items():
-            runs = []
-            for seed in s["seeds"]:
-                head = train_pose_head(f_, t_, seed, device=device, epochs=ep)
-                runs.append({"seed": seed, **_head_metrics(head, te_f, te_b, heldout),
-                             "mirrored_pck@0.2": _head_metrics(head, mi_f, mi_b, mirrored)["pck@0.2"]})
-            heads[f"flips: {name}"] = runs
-            if progress:
-                print(name, [round(r["pck@0.2"], 3) for r in runs], flush=True)
-        result["heads"] = heads
-    if "scratch" in parts:
-        scratch: dict = {}
-        mirrored = _mirrored(heldout)
-        for aug, epochs, seeds in s["flip_runs"]:
-            runs = []
-            for seed in seeds:
-                seed_everything(seed)
-                model = PoseRegressor(**s["scratch_model"])
-                f = {**s["fit"], "epochs": epochs, "seed": seed}
-                augment = EXPERIMENT_SETTINGS["augmentation"][aug]
-                loader = pose_loader(train, f["batch_size"], seed=seed, device=device, size=model.input_size, **augment)
-                start = time.perf_counter()
-                fit(model, loader, device=device, progress=False, loss_fn=pose_loss, **f)
-                model = model.cpu()
-                pred = predict_joints(model, heldout.images, heldout.boxes)
-                pred_m = predict_joints(model, mirrored.images, mirrored.boxes)
-                runs.append({"seed": seed, **heldout_metrics(pred, heldout),
-                             "mirrored_pck@0.2": float(pck(pred_m, mirrored.joints, 0.2)),
-                             "seconds": round(time.perf_counter() - start, 1)})
-            scratch[f"{aug}, {epochs} epochs"] = runs
-            if progress:
-                print(aug, epochs, [round(r["pck@0.2"], 3) for r in runs], flush=True)
-        result["scratch"] = scratch
-    result["torch"] = torch.__version__
+    splits = {w: figures(d[f"n_{w}"], d[f"{w}_seed"], d["size"]) for w in ("train", "val", "heldout")}
+    start = time.perf_counter()
+    result: dict = {"settings": s, "torch": torch.__version__, "device": device.type, "selection": {}, "runs": {}}
+    nets = {}
+    for b in s["backbones"].values():
+        layers = nets.setdefault((b["network"], b["input"]), set())
+        layers.add(b["layer"])
+        if b["network"] == "efficientnet_lite0":
+            layers.update(s["selection"]["lite0_layers"])
+    feats: dict = {}
+    for (network, size), layers in nets.items():
+        for w, data in splits.items():
+            f, t, bx = pose_features(network, tuple(sorted(layers)), data, w, size=size, device=device)
+            feats[network, w] = (f, t, bx)
+    train_t = feats["shapes_gap", "train"][1]
+    for w in ("val", "heldout"):
+        result[f"mean_pose_{w}"] = mean_pose_metrics(train_t, feats["shapes_gap", w][2], splits[w])
+
+    def score(network, layer, seed, w, **fit_overrides):
+        (tr_f, tr_t, _), (f, _, bx) = feats[network, "train"], feats[network, w]
+        head, history = train_pose_head(tr_f[layer], tr_t, seed, device=device, **fit_overrides)
+        return {"seed": seed, **heldout_metrics(head_predictions(head, f[layer], bx), splits[w]),
+                "train_loss": history["train_loss"][-1]}
+
+    sel = s["selection"]
+    lr0 = s["backbones"]["imagenet"]["lr"]
+    result["selection"]["lite0_layer"] = {layer: score("efficientnet_lite0", layer, sel["seed"], "val", lr=lr0)
+                                          for layer in sel["lite0_layers"]}
+    result["selection"]["lr"] = {
+        name: {str(lr): score(b["network"], b["layer"], sel["seed"], "val", lr=lr) for lr in sel["lrs"]}
+        for name, b in s["backbones"].items() if name in ("imagenet", "shapes_gap")}
+    if progress:
+        print("selection (validation PCK@0.2):", json.dumps({k: {kk: round(vv["pck@0.2"], 3) for kk, vv in v.items()}
+              for k, v in result["selection"].items() if k == "lite0_layer"}), flush=True)
+    for name, b in s["backbones"].items():
+        result["runs"][name] = [score(b["network"], b["layer"], seed, "heldout", lr=b["lr"]) for seed in s["seeds"]]
+        if progress:
+            print(name, [round(r["pck@0.2"], 3) for r in result["runs"][name]], flush=True)
+    sc = s["scratch"]
+    train, heldout = splits["train"], splits["heldout"]
+    runs = []
+    for seed in s["seeds"]:
+        seed_everything(seed)
+        model = PoseRegressor(**sc["model"])
+        f = {**sc["fit"], "seed": seed}
+        loader = pose_loader(train, f["batch_size"], seed=seed, device=device, size=model.input_size, **sc["augment"])
+        history = fit(model, loader, device=device, progress=False, loss_fn=pose_loss, **f)
+        pred = predict_joints(model.cpu(), heldout.images, heldout.boxes, scale=s["scale"])
+        runs.append({"seed": seed, **heldout_metrics(pred, heldout), "train_loss": history["train_loss"][-1]})
+    result["runs"]["scratch"] = runs
+    if progress:
+        print("scratch", [round(r["pck@0.2"], 3) for r in runs], flush=True)
+    result["seconds"] = round(time.perf_counter() - start, 1)
     if out is not None:
         Path(out).write_text(json.dumps(result, indent=1) + "\n")
     return result
@@ -537,13 +569,12 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--device", default=None)
     ex.add_argument("--quiet", action="store_true")
     ex.add_argument("--parts", nargs="+", default=["augmentation", "transfer"], choices=["augmentation", "transfer"])
-    tf = sub.add_parser("transfer", help="three-way transfer, whole image vs crop, flips; write pose_transfer.json")
+    tf = sub.add_parser("transfer", help="ImageNet vs shapes_gap vs scratch; write pose_transfer.json")
     tf.add_argument("--device", default=None)
-    tf.add_argument("--parts", nargs="+", default=["heads", "scratch"], choices=["heads", "scratch"])
     tf.add_argument("--out", default=str(TRANSFER_FILE))
     args = parser.parse_args(argv)
     if args.cmd == "transfer":
-        run_transfer(args.device, parts=tuple(args.parts), out=Path(args.out))
+        run_transfer(args.device, out=Path(args.out))
         return 0
     result = run_experiments(args.device, progress=not args.quiet, parts=tuple(args.parts))
     print(json.dumps({k: v["heldout_pck"] for part in ("augmentation", "transfer")
