@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from ._checks import _describe, check_choice, check_images, check_int, check_tensor
+from ._checks import check_choice, check_images, check_int, check_tensor, describe
 
 __all__ = [
     "NORMS", "POOLS", "make_norm", "conv_backbone", "SmallCNN", "count_parameters", "model_mode",
@@ -244,7 +244,7 @@ def frozen_features(
         torch.Size([5, 16, 4, 4])
     """
     if not callable(extractor):
-        raise TypeError(f"extractor must be an nn.Module or a callable, got {_describe(extractor)}")
+        raise TypeError(f"extractor must be an nn.Module or a callable, got {describe(extractor)}")
     x = check_images(images, "images")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     if size is not None:
