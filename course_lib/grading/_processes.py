@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .selfcheck import SELF_CHECK_ENV
 
-__all__ = ["UNIT_ENV", "child_env", "run_child", "kill_tree", "kill_leftovers", "venv_on_path"]
+__all__ = ["UNIT_ENV", "child_env", "run_child", "kill_leftovers", "venv_on_path"]
 
 UNIT_ENV = "COURSE_GRADING_UNIT"  # marks every process of a unit, so none can outlive it
 
@@ -35,11 +35,11 @@ def run_child(cmd: list[str], env: dict, cwd: Path, timeout: float) -> bool:
             proc.wait(timeout=timeout)
             return True
         except subprocess.TimeoutExpired:
-            kill_tree(proc)
+            _kill_tree(proc)
             return False
 
 
-def kill_tree(proc: subprocess.Popen) -> None:
+def _kill_tree(proc: subprocess.Popen) -> None:
     try:
         import psutil
 
