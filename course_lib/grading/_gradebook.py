@@ -40,6 +40,7 @@ def write_csv(path: Path, results: list[SubmissionResult]) -> Path:
                              "yes" if r.clean else "no", " ".join(r.flags), r.reason])
     return path
 
+
 def merge(gradebook: Path, template: bytes, r: SubmissionResult) -> None:
     """Record ``r`` in the course gradebook; a submission graded by hand later keeps nbgrader's semantics:
     a submission that could not be graded scores 0 and is marked as needing manual grading."""

@@ -72,6 +72,7 @@ def kill_leftovers(marker: str, spare: int | None = None) -> None:
         except (psutil.Error, OSError):
             continue
 
+
 @contextmanager
 def venv_on_path():
     old = os.environ.get("PATH", "")

@@ -79,6 +79,11 @@ class SubmissionResult:
     phases: dict = field(default_factory=dict)  # seconds spent in nbgrader autograde and feedback
     worker: str = ""  # the dask worker that graded it (empty on the local pool)
 
+    def add_flag(self, flag: str, note: str) -> None:
+        """Record an anomaly: its name in ``flags`` (see :data:`UNCLEAN` and :data:`INFO`), its words in ``notes``."""
+        self.flags.append(flag)
+        self.notes.append(note)
+
     @property
     def clean(self) -> bool:
         return self.status == "graded" and not (set(self.flags) & set(UNCLEAN))
@@ -131,6 +136,7 @@ class ClassReport:
             lines.append(f"Scores: {self.csv_path}")
         return "\n".join(lines)
 
+
 def crashed(job: GradingJob, why: str) -> SubmissionResult:
     """The result for a unit that produced no verdict (it raised, or its workers died): flagged
     ``unit_crashed``, so it is reported but not saved, and a rerun grades it."""
@@ -138,11 +144,13 @@ def crashed(job: GradingJob, why: str) -> SubmissionResult:
                             notes=[*job.notes, f"not graded: {why}; nothing was recorded, rerun to grade it"],
                             timestamp=job.timestamp)
 
+
 def result_from(d: dict) -> SubmissionResult:
     names = {f.name for f in fields(SubmissionResult)}
     kwargs = {k: v for k, v in d.items() if k in names}
     kwargs["cells"] = [CellResult(**c) for c in d.get("cells", [])]
     return SubmissionResult(**kwargs)
+
 
 def result_dict(r: SubmissionResult) -> dict:
     """A JSON-friendly view of a result (without the large feedback and notebook texts)."""
@@ -151,6 +159,7 @@ def result_dict(r: SubmissionResult) -> dict:
         d.pop(key)
     d["clean"] = r.clean
     return d
+
 
 def safe_name(text: str) -> str:
     """``text`` as a folder name or dask task key: letters, digits, ``-`` and ``_``, at most 40 characters.

@@ -59,6 +59,7 @@ def _scratch_root(scratch: str | None) -> Path:
     root.mkdir(mode=0o700, exist_ok=True)
     return root
 
+
 def _grade(job: GradingJob, unit: Path, result: SubmissionResult) -> None:
     with zipfile.ZipFile(io.BytesIO(job.template)) as zf:
         zf.extractall(unit)
@@ -69,8 +70,7 @@ def _grade(job: GradingJob, unit: Path, result: SubmissionResult) -> None:
         nb = nbt.read_notebook(job.data)
     except nbt.NotebookProblem as exc:
         result.status = "ungradable"
-        result.flags.append(exc.kind)
-        result.notes.append(f"not graded: {exc}")
+        result.add_flag(exc.kind, f"not graded: {exc}")
         return
     _compare(nb, release, job, result)
     folder = unit / "submitted" / job.student / name
@@ -115,8 +115,7 @@ def _grade(job: GradingJob, unit: Path, result: SubmissionResult) -> None:
 def _compare(nb, release, job: GradingJob, result: SubmissionResult) -> None:
     cmp = nbt.compare(nb, release)
     if cmp.unanswered:
-        result.flags.append("unanswered")
-        result.notes.append("no answer cell was changed from the released version")
+        result.add_flag("unanswered", "no answer cell was changed from the released version")
     if cmp.missing_grade:
         result.flags.append("missing_grade_cells")
         if job.restore_missing:
@@ -125,18 +124,15 @@ def _compare(nb, release, job: GradingJob, result: SubmissionResult) -> None:
                                 f"release and graded")
         else:
             result.notes.append(f"graded cell(s) {', '.join(cmp.missing_grade)} were deleted and score 0")
-    if cmp.missing_solution:
-        result.flags.append("missing_answer_cells")
-        result.notes.append(f"answer cell(s) {', '.join(cmp.missing_solution)} were deleted or lost their metadata")
-    if cmp.edited_locked:
-        result.flags.append("edited_tests")
-        result.notes.append(f"locked cell(s) {', '.join(cmp.edited_locked)} were edited; the original tests were run")
-    if cmp.unknown:
-        result.flags.append("unknown_cells")
-        result.notes.append(f"cell(s) with unknown grade ids {', '.join(cmp.unknown)} were not graded")
-    if cmp.duplicated:
-        result.flags.append("duplicate_cells")
-        result.notes.append(f"grade id(s) {', '.join(cmp.duplicated)} appear more than once")
+    for cells, flag, note in (
+        (cmp.missing_solution, "missing_answer_cells", "answer cell(s) {} were deleted or lost their metadata"),
+        (cmp.edited_locked, "edited_tests", "locked cell(s) {} were edited; the original tests were run"),
+        (cmp.unknown, "unknown_cells", "cell(s) with unknown grade ids {} were not graded"),
+        (cmp.duplicated, "duplicate_cells", "grade id(s) {} appear more than once"),
+    ):
+        if cells:
+            result.add_flag(flag, note.format(", ".join(cells)))
+
 
 def _violations(log: Path, result: SubmissionResult) -> None:
     if not log.is_file():
@@ -148,9 +144,9 @@ def _violations(log: Path, result: SubmissionResult) -> None:
         except (ValueError, KeyError, TypeError):
             blocked.append(line[:200])
     if blocked:
-        result.flags.append("sandbox_violation")
         shown = "; ".join(dict.fromkeys(blocked))
-        result.notes.append(f"blocked {len(blocked)} attempt(s) to reach outside the submission: {shown[:600]}")
+        result.add_flag("sandbox_violation",
+                        f"blocked {len(blocked)} attempt(s) to reach outside the submission: {shown[:600]}")
 
 
 def _failure(out: dict, job: GradingJob, result: SubmissionResult) -> None:
@@ -185,19 +181,16 @@ def _collect(out: dict, unit: Path, job: GradingJob, result: SubmissionResult) -
         status = "passed" if got >= (g["max_score"] or 0.0) else "failed"
         result.cells.append(CellResult(g["cell"], status, got, g["max_score"] or 0.0, v.get("message", "")))
     if out.get("timeouts"):
-        result.flags.append("cell_timeout")
-        result.notes.append(f"cell(s) {', '.join(out['timeouts'])} ran past the {job.cell_timeout:g} s limit and "
-                            f"were interrupted")
+        result.add_flag("cell_timeout", f"cell(s) {', '.join(out['timeouts'])} ran past the {job.cell_timeout:g} s "
+                                        f"limit and were interrupted")
     if out.get("errors"):
-        result.flags.append("cell_errors")
-        result.notes.append("errors: " + " | ".join(out["errors"][:4]))
+        result.add_flag("cell_errors", "errors: " + " | ".join(out["errors"][:4]))
     if out.get("truncated"):
-        result.flags.append("output_truncated")
-        result.notes.append(f"outputs of {out['truncated']} cell(s) were too large (over {job.max_output_chars:,} "
-                            f"characters or nbgrader's line limit) and were cut")
+        result.add_flag("output_truncated", f"outputs of {out['truncated']} cell(s) were too large (over "
+                                            f"{job.max_output_chars:,} characters or nbgrader's line limit) and were cut")
     if out.get("redacted"):
-        result.flags.append("hidden_leak_redacted")
-        result.notes.append(f"{out['redacted']} output(s) quoted hidden tests and were removed from the feedback")
+        result.add_flag("hidden_leak_redacted",
+                        f"{out['redacted']} output(s) quoted hidden tests and were removed from the feedback")
     instructor = unit / "instructor.ipynb"
     result.autograded = instructor.read_text() if instructor.is_file() else None
     page = unit / "feedback" / job.student / name / f"{name}.html"
@@ -206,8 +199,8 @@ def _collect(out: dict, unit: Path, job: GradingJob, result: SubmissionResult) -
         release = nbformat.read(unit / "release" / name / f"{name}.ipynb", as_version=4)
         text = page.read_text()
         if _feedback.leaks(_feedback.html_text(text), _feedback.secret_lines(source, release)):
-            result.flags.append("hidden_leak_redacted")
-            result.notes.append("the rendered feedback quoted hidden tests and was replaced by a summary")
+            result.add_flag("hidden_leak_redacted",
+                            "the rendered feedback quoted hidden tests and was replaced by a summary")
             text = _feedback.verdict_page(job.student, name, result.status, result.score, result.max_score,
                                           result.notes)
         result.feedback_html = _feedback.add_banner(text, _student_notes(result))

@@ -298,6 +298,7 @@ def _max_score(template: bytes, assignment: str) -> float:
         nb = nbformat.reads(zf.read(f"release/{assignment}/{assignment}.ipynb").decode(), as_version=4)
     return sum(nbt.points(c) for c in nb.cells if nbt.is_grade(c))
 
+
 def _local_results(jobs: list[GradingJob], executor: cf.Executor | None, workers: int, progress: bool):
     """Yield each job's result as it completes on ``executor`` (default: ``workers`` threads, each driving one
     grading child process); closing the generator cancels the jobs not started yet."""

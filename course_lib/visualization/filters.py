@@ -82,4 +82,3 @@ def filter_grid(layer: nn.Module | torch.Tensor, nrow: int = 8, scale: int = 6, 
     w = normalize_filters(w).float().cpu()
     w = F.interpolate(w, scale_factor=scale, mode="nearest")
     return image_grid(w, nrow=nrow, padding=padding)
-

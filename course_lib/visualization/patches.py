@@ -156,4 +156,3 @@ def _rank(acts: torch.Tensor, k: int, per_image: bool, fmap_w: int, field: Recep
         field=field,
         channel=channel,
     )
-

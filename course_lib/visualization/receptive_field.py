@@ -239,4 +239,3 @@ def receptive_field(model: nn.Module, layer: Layer, input_size: Size | None = No
             "model (it sits only in a skipped branch)"
         )
     return state.result()
-
