@@ -45,12 +45,15 @@ book: $(STAMP) $(MATHJAX)
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 	$(PY) -m course_lib._bookcheck _build/html
 
+# The docstring examples of course_lib run too (--doctest-modules); `+SKIP` marks the few that need a network or a GPU.
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules course_lib
 	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(CHAPTER_NBS) $(SOLUTION_NBS)
 
 test-lib: $(STAMP)
 	$(PY) -m pytest -q tests -m "not slow"
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules course_lib
 
 # On a machine with CUDA: the parity tests (marked `cuda`) and every chapter executed on the GPU.
 gpu-check: $(STAMP)

@@ -32,7 +32,7 @@ import copy
 import torch
 from torch import nn
 
-from ._checks import check_int, check_positive, check_probability, check_tensor
+from ._checks import check_int, check_module, check_positive, check_probability, check_tensor
 
 __all__ = ["batch_norm", "batch_norm_backward", "BatchNorm2d", "fold_batchnorm", "fold_model"]
 
@@ -281,7 +281,7 @@ def fold_batchnorm(layer: nn.Conv2d | nn.Linear, bn: nn.Module) -> nn.Conv2d | n
     """
     if not isinstance(layer, (nn.Conv2d, nn.Linear)):
         raise TypeError(f"layer must be an nn.Conv2d or nn.Linear, got {type(layer).__name__}")
-    if not isinstance(bn, (nn.modules.batchnorm._BatchNorm, BatchNorm2d)):
+    if not _is_bn(bn):
         raise TypeError(f"bn must be a BatchNorm layer, got {type(bn).__name__}")
     out_channels = layer.weight.shape[0]
     if bn.num_features != out_channels:
@@ -325,9 +325,7 @@ def fold_model(model: nn.Module) -> nn.Module:
         >>> [type(m).__name__ for m in folded]
         ['Conv2d', 'Identity', 'ReLU']
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    folded = copy.deepcopy(model).eval()
+    folded = copy.deepcopy(check_module(model)).eval()
     for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
         names = list(seq._modules)
         for prev, name in zip(names[:-1], names[1:], strict=True):

@@ -32,13 +32,13 @@ from torchvision.ops import box_area
 from torchvision.ops import box_iou as _tv_box_iou
 
 from ._checks import (
-    _describe,
     as_tensor,
     check_choice,
     check_images,
     check_int,
     check_nonnegative,
     check_positive,
+    describe,
 )
 from .data import DataUnavailableError
 from .models import NORMS, conv_backbone
@@ -67,11 +67,11 @@ def _check_boxes(boxes, name: str, fmt: str = "xyhw", min_batch: int = 0) -> tor
     b = as_tensor(boxes, name)
     if b.ndim == 0 or b.shape[-1] != 4:
         want = "(x, y, h, w)" if fmt == "xyhw" else "(x1, y1, x2, y2)"
-        raise ValueError(f"{name} must have 4 numbers {want} in its last dimension, got {_describe(b)}")
+        raise ValueError(f"{name} must have 4 numbers {want} in its last dimension, got {describe(b)}")
     if not b.is_floating_point():
-        raise TypeError(f"{name} must have a floating-point dtype, got {_describe(b)}")
+        raise TypeError(f"{name} must have a floating-point dtype, got {describe(b)}")
     if b.ndim >= 2 and b.shape[0] < min_batch:
-        raise ValueError(f"{name} must not be empty, got {_describe(b)}")
+        raise ValueError(f"{name} must not be empty, got {describe(b)}")
     if not bool(torch.isfinite(b).all()):
         n_bad = int((~torch.isfinite(b)).any(-1).sum())
         raise ValueError(f"{name} contains NaN or infinite values in {n_bad} box(es); expected finite numbers")
@@ -94,7 +94,7 @@ def _check_boxes(boxes, name: str, fmt: str = "xyhw", min_batch: int = 0) -> tor
 def _check_box_batch(boxes, name: str) -> torch.Tensor:
     b = _check_boxes(boxes, name)
     if b.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (N, 4), got {_describe(b)}")
+        raise ValueError(f"{name} must be 2-D (N, 4), got {describe(b)}")
     return b
 
 
@@ -106,7 +106,7 @@ def _image_scale(image_size, ref: torch.Tensor) -> torch.Tensor:
         hgt = check_int(image_size[0], "image_size[0] (height)", minimum=1)
         wid = check_int(image_size[1], "image_size[1] (width)", minimum=1)
     else:
-        raise TypeError(f"image_size must be None, an int or an (H, W) pair of ints, got {_describe(image_size)}")
+        raise TypeError(f"image_size must be None, an int or an (H, W) pair of ints, got {describe(image_size)}")
     return torch.tensor([wid, hgt, wid, hgt], dtype=ref.dtype, device=ref.device)
 
 
@@ -243,7 +243,7 @@ def paired_box_iou(boxes1, boxes2) -> torch.Tensor:
     b1 = _check_box_batch(boxes1, "boxes1")
     b2 = _check_box_batch(boxes2, "boxes2")
     if b1.shape != b2.shape:
-        raise ValueError(f"boxes1 and boxes2 must have the same shape (N, 4), got {_describe(b1)} and {_describe(b2)}")
+        raise ValueError(f"boxes1 and boxes2 must have the same shape (N, 4), got {describe(b1)} and {describe(b2)}")
     a, b = xyhw_to_xyxy(b1), xyhw_to_xyxy(b2.to(b1.dtype))
     lo = torch.maximum(a[:, :2], b[:, :2])
     hi = torch.minimum(a[:, 2:], b[:, 2:])
@@ -263,9 +263,9 @@ class MultitaskLoss(NamedTuple):
 def _check_labels(labels, name: str, n: int, device: torch.device) -> torch.Tensor:
     t = as_tensor(labels, name)
     if t.is_floating_point() or t.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class indices, got {_describe(t)}")
+        raise TypeError(f"{name} must hold integer class indices, got {describe(t)}")
     if t.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) to match the batch, got {_describe(t)}")
+        raise ValueError(f"{name} must have shape ({n},) to match the batch, got {describe(t)}")
     return t.to(device=device, dtype=torch.long)
 
 
@@ -273,14 +273,14 @@ def _check_pair(pred, boxes, n_name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``pred`` (N, 4) raw predictions (any finite values) and ``boxes`` (N, 4) valid targets."""
     p = as_tensor(pred, n_name)
     if p.ndim != 2 or p.shape[1] != 4:
-        raise ValueError(f"{n_name} must be (N, 4), got {_describe(p)}")
+        raise ValueError(f"{n_name} must be (N, 4), got {describe(p)}")
     if not p.is_floating_point():
-        raise TypeError(f"{n_name} must have a floating-point dtype, got {_describe(p)}")
+        raise TypeError(f"{n_name} must have a floating-point dtype, got {describe(p)}")
     if not bool(torch.isfinite(p).all()):
         raise ValueError(f"{n_name} contains NaN or infinite values; expected finite numbers")
     b = _check_box_batch(boxes, "boxes")
     if b.shape != p.shape:
-        raise ValueError(f"boxes must have the shape of {n_name} {tuple(p.shape)}, got {_describe(b)}")
+        raise ValueError(f"boxes must have the shape of {n_name} {tuple(p.shape)}, got {describe(b)}")
     return p, b.to(device=p.device, dtype=p.dtype)
 
 
@@ -338,14 +338,14 @@ def multitask_loss(
     """
     z = as_tensor(class_logits, "class_logits")
     if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"class_logits must be (N, C) with N >= 1, got {_describe(z)}")
+        raise ValueError(f"class_logits must be (N, C) with N >= 1, got {describe(z)}")
     if not z.is_floating_point():
-        raise TypeError(f"class_logits must have a floating-point dtype, got {_describe(z)}")
+        raise TypeError(f"class_logits must have a floating-point dtype, got {describe(z)}")
     if not bool(torch.isfinite(z).all()):
         raise ValueError("class_logits contains NaN or infinite values; expected finite numbers")
     p, b = _check_pair(box_pred, boxes, "box_pred")
     if p.shape[0] != z.shape[0]:
-        raise ValueError(f"box_pred must have {z.shape[0]} rows like class_logits, got {_describe(p)}")
+        raise ValueError(f"box_pred must have {z.shape[0]} rows like class_logits, got {describe(p)}")
     y = _check_labels(labels, "labels", z.shape[0], z.device)
     if bool(((y < 0) | (y >= z.shape[1])).any()):
         raise ValueError(f"labels must be class indices in [0, {z.shape[1]}), got values {sorted(set(y.tolist()))}")
@@ -399,15 +399,15 @@ def quick_loss(class_logit, box_logits, labels, boxes, alpha: float = 1.0) -> Mu
         s = s[:, 0]
     if s.ndim != 1 or s.shape[0] == 0:
         hint = " (one sigmoid output: binary classification only)" if s.ndim == 2 else ""
-        raise ValueError(f"class_logit must be (N,) or (N, 1){hint}, got {_describe(s)}")
+        raise ValueError(f"class_logit must be (N,) or (N, 1){hint}, got {describe(s)}")
     if not s.is_floating_point() or not bool(torch.isfinite(s).all()):
-        raise ValueError(f"class_logit must be finite floating-point logits, got {_describe(s)}")
+        raise ValueError(f"class_logit must be finite floating-point logits, got {describe(s)}")
     t, b = _check_pair(box_logits, boxes, "box_logits")
     if t.shape[0] != s.shape[0]:
-        raise ValueError(f"box_logits must have {s.shape[0]} rows like class_logit, got {_describe(t)}")
+        raise ValueError(f"box_logits must have {s.shape[0]} rows like class_logit, got {describe(t)}")
     y = as_tensor(labels, "labels")
     if y.shape != s.shape:
-        raise ValueError(f"labels must have shape ({s.shape[0]},) to match the batch, got {_describe(y)}")
+        raise ValueError(f"labels must have shape ({s.shape[0]},) to match the batch, got {describe(y)}")
     values = torch.unique(y.detach()).tolist()
     if any(v not in (0, 1) for v in values):
         raise ValueError(
@@ -579,7 +579,7 @@ def localization_metrics(class_logits, box_pred, labels, boxes, iou_threshold: f
     y = as_tensor(labels, "labels").to(z.device)
     pred_class = (z > 0).long() if z.ndim == 1 else z.argmax(1)
     if pred_class.shape != y.shape:
-        raise ValueError(f"labels must have shape {tuple(pred_class.shape)}, got {_describe(y)}")
+        raise ValueError(f"labels must have shape {tuple(pred_class.shape)}, got {describe(y)}")
     degenerate = (p[:, 2:] <= 0).any(1)
     safe = torch.where(degenerate[:, None], torch.tensor([0.5, 0.5, 1.0, 1.0], device=p.device, dtype=p.dtype), p)
     iou = torch.where(degenerate, torch.zeros_like(p[:, 0]), paired_box_iou(safe, b))

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from ._checks import _describe, check_choice, check_images, check_int, check_tensor
+from ._checks import check_choice, check_images, check_int, check_module, check_tensor, describe
 
 __all__ = [
     "NORMS", "POOLS", "make_norm", "conv_backbone", "SmallCNN", "count_parameters", "model_mode",
@@ -184,9 +184,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
         >>> count_parameters(nn.Linear(3, 2))
         8
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    params: Sequence[nn.Parameter] = [p for p in model.parameters() if p.requires_grad or not trainable_only]
+    params: Sequence[nn.Parameter] = [p for p in check_module(model).parameters() if p.requires_grad or not trainable_only]
     return sum(p.numel() for p in params)
 
 
@@ -244,7 +242,7 @@ def frozen_features(
         torch.Size([5, 16, 4, 4])
     """
     if not callable(extractor):
-        raise TypeError(f"extractor must be an nn.Module or a callable, got {_describe(extractor)}")
+        raise TypeError(f"extractor must be an nn.Module or a callable, got {describe(extractor)}")
     x = check_images(images, "images")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     if size is not None:

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._checks import as_tensor, check_probability
+from ._checks import as_tensor, check_int, check_probability, check_size
 
 __all__ = ["to_numpy_image", "overlay", "image_grid", "show_images", "draw_box"]
 
@@ -71,6 +71,8 @@ def image_grid(images, nrow: int = 8, padding: int = 2, normalize: bool = False)
     x = as_tensor(images, "images").detach().float().cpu()
     if x.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
+    nrow = check_int(nrow, "nrow", minimum=1)
+    padding = check_int(padding, "padding", minimum=0)
     if normalize:
         flat = x.flatten(1)
         lo, hi = flat.min(1).values[:, None, None, None], flat.max(1).values[:, None, None, None]
@@ -118,7 +120,7 @@ def draw_box(ax, box, image_size: int | tuple[int, int], color: str = "lime", la
     b = as_tensor(box, "box").detach().float().cpu().flatten()
     if b.numel() != 4:
         raise ValueError(f"box must have 4 numbers (x, y, h, w), got shape {tuple(b.shape)}")
-    hgt, wid = (image_size, image_size) if isinstance(image_size, int) else image_size
+    hgt, wid = check_size(image_size, "image_size")
     x, y, h, w = b.tolist()
     rect = matplotlib.patches.Rectangle(
         ((x - w / 2) * wid - 0.5, (y - h / 2) * hgt - 0.5), w * wid, h * hgt, fill=False, edgecolor=color,

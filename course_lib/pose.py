@@ -31,7 +31,6 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import roi_align
 
 from ._checks import (
-    _describe,
     as_tensor,
     check_choice,
     check_images,
@@ -40,6 +39,7 @@ from ._checks import (
     check_positive,
     check_probability,
     check_tensor,
+    describe,
 )
 
 __all__ = [
@@ -130,10 +130,10 @@ def _check_joints(joints, name: str = "joints", batched: bool | None = None) -> 
     if j.shape[-2:] != (NUM_JOINTS, 2):
         raise ValueError(
             f"{name} must have shape (..., {NUM_JOINTS}, 2): {NUM_JOINTS} joints in LSP order, each (x, y); "
-            f"got {_describe(j)}"
+            f"got {describe(j)}"
         )
     if j.ndim == 3 and j.shape[0] == 0:
-        raise ValueError(f"{name} must not be empty, got {_describe(j)}")
+        raise ValueError(f"{name} must not be empty, got {describe(j)}")
     if not bool(torch.isfinite(j).all()):
         bad = (~torch.isfinite(j)).any(-1)
         where = bad.nonzero().tolist()[:5]
@@ -146,7 +146,7 @@ def _check_boxes(boxes, name: str = "boxes") -> torch.Tensor:
     """``(4,)`` or ``(N, 4)`` normalized ``(x, y, h, w)`` boxes with ``h > 0`` and ``w > 0``."""
     b = check_tensor(boxes, name, ndim=(1, 2))
     if b.shape[-1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4) or (4,) holding (x, y, h, w), got {_describe(b)}")
+        raise ValueError(f"{name} must have shape (N, 4) or (4,) holding (x, y, h, w), got {describe(b)}")
     bad = (b[..., 2] <= 0) | (b[..., 3] <= 0)
     if bool(bad.any()):
         idx = bad.reshape(-1).nonzero().flatten().tolist()[:5]
@@ -169,7 +169,7 @@ def _check_visibility(visibility, shape: torch.Size, device) -> torch.Tensor | N
         return None
     v = as_tensor(visibility, "visibility")
     if tuple(v.shape) != tuple(shape):
-        raise ValueError(f"visibility must have shape {tuple(shape)} (one flag per joint), got {_describe(v)}")
+        raise ValueError(f"visibility must have shape {tuple(shape)} (one flag per joint), got {describe(v)}")
     return v.to(device=device).bool()
 
 
@@ -234,7 +234,7 @@ def swap_left_right(x) -> torch.Tensor:
     if x.ndim >= 1 and x.shape[-1] == NUM_JOINTS:
         return x.index_select(-1, perm)
     raise ValueError(f"x must be joints (..., {NUM_JOINTS}, 2) or per-joint values (..., {NUM_JOINTS}), "
-                     f"got {_describe(x)}")
+                     f"got {describe(x)}")
 
 
 def hflip_joints(joints, swap: bool = True, coords: str = "image") -> torch.Tensor:
@@ -253,7 +253,7 @@ def hflip_joints(joints, swap: bool = True, coords: str = "image") -> torch.Tens
     j = _check_joints(joints)
     check_choice(coords, "coords", ("image", "centered"))
     if not isinstance(swap, bool):
-        raise TypeError(f"swap must be a bool, got {_describe(swap)}")
+        raise TypeError(f"swap must be a bool, got {describe(swap)}")
     x = 1.0 - j[..., 0] if coords == "image" else -j[..., 0]
     out = torch.stack([x, j[..., 1]], dim=-1)
     return swap_left_right(out) if swap else out
@@ -286,7 +286,7 @@ def hflip_pose(images, joints, visibility=None, *, swap: bool = True, coords: st
     if x.ndim == 3:
         check_images(x[None], "images")
         if _check_joints(joints).ndim != 2:
-            raise ValueError(f"a single image (3, H, W) takes joints (14, 2), got {_describe(as_tensor(joints, 'joints'))}")
+            raise ValueError(f"a single image (3, H, W) takes joints (14, 2), got {describe(as_tensor(joints, 'joints'))}")
     else:
         check_images(x, "images")
         j = _check_joints(joints, batched=True)
@@ -444,7 +444,7 @@ def _image_hw(size) -> tuple[int, int]:
         return size, size
     if isinstance(size, (tuple, list, torch.Size)) and len(size) == 2:
         return int(size[0]), int(size[1])
-    raise TypeError(f"image_size must be an int or an (H, W) pair, got {_describe(size)}")
+    raise TypeError(f"image_size must be an int or an (H, W) pair, got {describe(size)}")
 
 
 def square_boxes(boxes, scale: float = 1.2, image_size: int | tuple[int, int] = 1) -> torch.Tensor:
@@ -489,7 +489,7 @@ def crop_boxes(images, boxes, size: int | tuple[int, int] = 64) -> torch.Tensor:
     b = check_tensor(boxes, "boxes", ndim=(2, 3))
     if b.shape[-1] != 4 or b.shape[0] != x.shape[0]:
         raise ValueError(f"boxes must be (N, 4) or (N, K, 4) with N = {x.shape[0]} (one set per image), "
-                         f"got {_describe(b)}")
+                         f"got {describe(b)}")
     flat = _check_boxes(b.reshape(-1, 4)).to(device=x.device, dtype=x.dtype)
     k = 1 if b.ndim == 2 else b.shape[1]
     out_hw = _image_hw(size)
@@ -607,7 +607,7 @@ def pose_loader(
         indices, data = torch.as_tensor(list(data.indices)), data.dataset
     for attr in ("images", "joints", "boxes"):
         if not hasattr(data, attr):
-            raise TypeError(f"data must have images, joints and boxes (a PoseFiguresDataset), got {_describe(data)}")
+            raise TypeError(f"data must have images, joints and boxes (a PoseFiguresDataset), got {describe(data)}")
     images, joints, boxes = data.images, data.joints, data.boxes
     if indices is not None:
         images, joints, boxes = images[indices], joints[indices], boxes[indices]
@@ -640,7 +640,7 @@ class _PoseNet(nn.Module):
         # shape checks only: a NaN scan would cost a device sync on every forward pass
         x = check_tensor(x, "x", ndim=4, shape={1: 3}, finite=False)
         if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
-            raise ValueError(f"x must be (N, 3, {self.input_size}, {self.input_size}) crops, got {_describe(x)}")
+            raise ValueError(f"x must be (N, 3, {self.input_size}, {self.input_size}) crops, got {describe(x)}")
         return x
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
@@ -698,7 +698,7 @@ class PoseRegressor(_PoseNet):
         self.num_joints = check_int(num_joints, "num_joints", minimum=1)
         dropout = check_probability(dropout, "dropout")
         if backbone is not None and not isinstance(backbone, nn.Module):
-            raise TypeError(f"backbone must be an nn.Module, got {_describe(backbone)}")
+            raise TypeError(f"backbone must be an nn.Module, got {describe(backbone)}")
         self.features = backbone if backbone is not None else conv_backbone(width, "batch")
         with torch.no_grad():
             was = self.features.training
@@ -725,7 +725,7 @@ class PoseRegressor(_PoseNet):
         """A regressor whose trunk starts as a copy of ``classifier.features`` (transfer learning)."""
         features = getattr(classifier, "features", None)
         if not isinstance(features, nn.Module):
-            raise TypeError(f"classifier must have a `features` module (a SmallCNN), got {_describe(classifier)}")
+            raise TypeError(f"classifier must have a `features` module (a SmallCNN), got {describe(classifier)}")
         return cls(backbone=copy.deepcopy(features), **kwargs)
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:
@@ -848,13 +848,13 @@ def predict_joints(regressor: PoseRegressor, images, boxes, refiner: RefinementS
         ``(N, 14, 2)`` joints in image fractions, on the images' device.
     """
     if not isinstance(regressor, PoseRegressor):
-        raise TypeError(f"regressor must be a PoseRegressor, got {_describe(regressor)}")
+        raise TypeError(f"regressor must be a PoseRegressor, got {describe(regressor)}")
     if refiner is not None and not isinstance(refiner, RefinementStage):
-        raise TypeError(f"refiner must be a RefinementStage or None, got {_describe(refiner)}")
+        raise TypeError(f"refiner must be a RefinementStage or None, got {describe(refiner)}")
     x = check_images(images, "images")
     b = _check_boxes(boxes)
     if b.ndim != 2 or b.shape[0] != x.shape[0]:
-        raise ValueError(f"boxes must be (N, 4) with N = {x.shape[0]}, got {_describe(b)}")
+        raise ValueError(f"boxes must be (N, 4) with N = {x.shape[0]}, got {describe(b)}")
     dev = next(regressor.parameters()).device
     modes = [(m, m.training) for m in (regressor, refiner) if m is not None]
     for m, _ in modes:

@@ -24,11 +24,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from ._checks import check_choice, check_int, check_nonnegative, check_positive, check_tensor
+from ._checks import (
+    check_choice,
+    check_int,
+    check_module,
+    check_nonnegative,
+    check_positive,
+    check_seed,
+    check_tensor,
+    generator,
+    module_device,
+)
 from .device import get_device
 from .models import model_mode
 
-__all__ = ["accuracy", "fit", "predict", "evaluate", "evaluate_accuracy", "make_loader", "to_device"]
+__all__ = ["accuracy", "fit", "predict", "evaluate", "evaluate_accuracy"]
 
 Metric = Callable[[object, object], "float | torch.Tensor"]
 
@@ -43,18 +53,18 @@ def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (output.argmax(dim=1) == target).float().mean()
 
 
-def to_device(obj, device: torch.device):
+def _to_device(obj, device: torch.device):
     """Move a tensor, or the tensors inside nested tuples/lists/dicts, to ``device``."""
     if isinstance(obj, torch.Tensor):
         return obj.to(device, non_blocking=True)
     if isinstance(obj, Mapping):
-        return {k: to_device(v, device) for k, v in obj.items()}
+        return {k: _to_device(v, device) for k, v in obj.items()}
     if isinstance(obj, (tuple, list)):
-        return type(obj)(to_device(v, device) for v in obj)
+        return type(obj)(_to_device(v, device) for v in obj)
     return obj
 
 
-def make_loader(data, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterable:
+def _make_loader(data, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterable:
     """A ``DataLoader`` over ``data``: a ``Dataset``, an ``(inputs, targets)`` pair of tensors, or a
     ``DataLoader`` (returned unchanged). Shuffling uses its own generator seeded with ``seed``."""
     if isinstance(data, DataLoader):
@@ -70,8 +80,7 @@ def make_loader(data, batch_size: int, shuffle: bool = False, seed: int = 0) -> 
         )
     if len(data) == 0:
         raise ValueError("data must not be empty")
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator(seed) if shuffle else None)
 
 
 def _batch_size(x) -> int:
@@ -111,16 +120,16 @@ def evaluate(
         ``{"acc": accuracy}``.
     """
     loss_fn, metrics = _defaults(loss_fn, metrics)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else module_device(model)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    loader = make_loader(data, batch_size)
+    loader = _make_loader(data, batch_size)
     saved = {k: v.clone() for k, v in model.state_dict().items()} if train_mode else None
     totals: dict[str, float] = {"loss": 0.0, **{k: 0.0 for k in metrics}}
     n = 0
     try:
         with model_mode(model, train_mode):
             for x, y in loader:
-                x, y = to_device(x, device), to_device(y, device)
+                x, y = _to_device(x, device), _to_device(y, device)
                 out = model(x)
                 b = _batch_size(x)
                 totals["loss"] += float(loss_fn(out, y)) * b
@@ -155,25 +164,18 @@ def predict(
     """Concatenated outputs of ``model`` (eval mode) on ``data``: a tensor of inputs ``(N, ...)``, a
     ``Dataset``/``DataLoader`` yielding ``(input, target)`` or an ``(inputs, targets)`` pair. The result
     is on the model's device."""
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else module_device(model)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     if isinstance(data, torch.Tensor):
         check_tensor(data, "data", finite=False)
         batches: Iterable = (data[i : i + batch_size] for i in range(0, data.shape[0], batch_size))
     else:
-        batches = (x for x, _ in make_loader(data, batch_size))
+        batches = (x for x, _ in _make_loader(data, batch_size))
     with model_mode(model):
-        outs = [model(to_device(x, device)) for x in batches]
+        outs = [model(_to_device(x, device)) for x in batches]
     if isinstance(outs[0], torch.Tensor):
         return torch.cat(outs)
     return type(outs[0])(torch.cat(parts) for parts in zip(*outs, strict=True))
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _defaults(loss_fn, metrics):
@@ -205,7 +207,7 @@ def fit(
     metrics: Mapping[str, Metric] | None = None,
     device: torch.device | str | None = None,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool = False,
     eval_batch_size: int = 256,
 ) -> dict[str, list[float]]:
     r"""Train ``model`` in place; return its history.
@@ -243,15 +245,14 @@ def fit(
         >>> sorted(h)[:4]
         ['diverged', 'epoch', 'lr', 'step_loss']
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     epochs = check_int(epochs, "epochs", minimum=1)
     lr = check_positive(lr, "lr")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     eval_batch_size = check_int(eval_batch_size, "eval_batch_size", minimum=1)
     weight_decay = check_nonnegative(weight_decay, "weight_decay")
     momentum = check_nonnegative(momentum, "momentum")
-    seed = check_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     check_choice(optimizer, "optimizer", ("adam", "adamw", "sgd"))
     check_choice(schedule, "schedule", ("constant", "cosine"))
     loss_fn, metrics = _defaults(loss_fn, metrics)
@@ -259,7 +260,7 @@ def fit(
 
     torch.manual_seed(seed)
     model.to(device)
-    loader = make_loader(train_data, batch_size, shuffle=True, seed=seed)
+    loader = _make_loader(train_data, batch_size, shuffle=True, seed=seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters (all have requires_grad=False)")
@@ -288,7 +289,7 @@ def fit(
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
         history["lr"].append(opt.param_groups[0]["lr"])
         for x, y in bar:
-            x, y = to_device(x, device), to_device(y, device)
+            x, y = _to_device(x, device), _to_device(y, device)
             out = model(x)
             loss = loss_fn(out, y)
             opt.zero_grad(set_to_none=True)

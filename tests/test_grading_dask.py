@@ -354,9 +354,9 @@ def test_scheduler_argument_is_checked(tmp_path):
         grade_class(tmp_path, NAME, source=SOURCE, scheduler="local", executor=cf.ThreadPoolExecutor(1))
     with pytest.raises(ValueError, match="connect_timeout must be a positive number"):
         grade_class(tmp_path, NAME, source=SOURCE, scheduler="local", connect_timeout=0)
-    with pytest.raises(ValueError, match="retries must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match="retries must be >= 0, got -1"):
         grade_class(tmp_path, NAME, source=SOURCE, scheduler="local", retries=-1)
-    with pytest.raises(ValueError, match="workers must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
         grade_class(tmp_path, NAME, source=SOURCE, scheduler="local", workers=0)
     with pytest.raises(TypeError, match="regrade must be True or False, got str"):
         grade_class(tmp_path, NAME, source=SOURCE, regrade="yes")

@@ -117,9 +117,9 @@ def _orphan_watch(unit: Path, every: float = 0.5) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(every)
-        from .classgrade import UNIT_ENV, _kill_leftovers
+        from ._processes import UNIT_ENV, kill_leftovers
 
-        _kill_leftovers(os.environ.get(UNIT_ENV, unit.name), spare=os.getpid())
+        kill_leftovers(os.environ.get(UNIT_ENV, unit.name), spare=os.getpid())
         shutil.rmtree(unit, ignore_errors=True)
         os._exit(3)
 

@@ -27,7 +27,8 @@ import sys
 import uuid
 from contextlib import contextmanager
 
-from .classgrade import GradingJob, SubmissionResult, _safe, crashed, grade_submission
+from ._results import GradingJob, SubmissionResult, crashed, safe_name
+from ._unit import grade_submission
 
 INSTALL = "pip install 'dask[distributed]' (or course-lib's grading extra: pip install -e '.[grading]')"
 
@@ -158,7 +159,7 @@ def results(jobs: list[GradingJob], client, progress: bool, retries: int):
         window = max(4, 2 * sum(client.nthreads().values()))
         while queue and len(live) < window:
             job = queue.pop()
-            future = client.submit(run_unit, job, key=f"grade-{_safe(job.student)}-{run}", pure=False,
+            future = client.submit(run_unit, job, key=f"grade-{safe_name(job.student)}-{run}", pure=False,
                                    retries=retries)
             live[future.key] = (future, job)
             done.add(future)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._checks.scalars import check_seconds, describe
 from . import _notebook as nbt
 
 if TYPE_CHECKING:
@@ -167,10 +168,12 @@ def self_check(notebook: str | os.PathLike = "", *, release: str | os.PathLike |
 def check_notebook(notebook: str | os.PathLike, *, release: str | os.PathLike | None = None,
                    timeout: float = 900, cell_timeout: float = 300, kernel_name: str = "python3") -> SelfCheckReport:
     """The self-check without the recursion guard or printing (used by the command line)."""
-    _check_seconds(timeout, "timeout")
-    _check_seconds(cell_timeout, "cell_timeout")
-    if not isinstance(kernel_name, str) or not kernel_name:
-        raise TypeError(f"kernel_name must be a non-empty str, got {kernel_name!r}")
+    check_seconds(timeout, "timeout")
+    check_seconds(cell_timeout, "cell_timeout")
+    if not isinstance(kernel_name, str):
+        raise TypeError(f"kernel_name must be a str, got {describe(kernel_name)}")
+    if not kernel_name:
+        raise ValueError("kernel_name must be the name of a Jupyter kernel such as 'python3', got ''")
     start = time.monotonic()
     try:
         nb, name, workdir = _load(notebook)
@@ -211,13 +214,6 @@ def check_notebook(notebook: str | os.PathLike, *, release: str | os.PathLike | 
             report.cells.append(CellResult(gid, "failed", 0.0, max_points, nbt.describe_error(error, cell.source, line)))
     report.seconds = time.monotonic() - start
     return report
-
-
-def _check_seconds(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__} {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0 seconds, got {value}")
 
 
 def _loop_running() -> bool:

@@ -62,7 +62,7 @@ def he_init(model: nn.Module) -> nn.Module:
 
     Example:
         >>> net = he_init(nn.Sequential(nn.Conv2d(3, 8, 3)))
-        >>> float(net[0].bias.abs().max())
+        >>> float(net[0].bias.detach().abs().max())
         0.0
     """
     for m in model.modules():

@@ -31,7 +31,7 @@ from ...data import ShapesDataset
 from ...device import seed_everything
 from ...saliency.perception import FeatureDecoder
 from ...training import fit
-from ...visualization import _LayerProbe
+from ...visualization import LayerProbe
 
 SETTINGS: dict = {
     "classifier": "shapes_gap", "target_layer": "features", "in_channels": 64,
@@ -58,7 +58,7 @@ class LayerInversion(nn.Module):
         self.classifier = classifier.eval()
         for p in self.classifier.parameters():
             p.requires_grad_(False)
-        self.probe = _LayerProbe(classifier, target_layer)  # runs the classifier up to the layer only
+        self.probe = LayerProbe(classifier, target_layer)  # runs the classifier up to the layer only
         self.decoder = decoder
 
     def train(self, mode: bool = True) -> LayerInversion:
