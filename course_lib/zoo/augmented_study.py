@@ -30,14 +30,13 @@ splits, so that chapter 9 can choose the threshold on the validation images and 
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
 from . import CHECKPOINTS
+from ._study import load_study, study_main
 
 PATH = CHECKPOINTS / "augmented_lite0.json"
 
@@ -160,21 +159,18 @@ def run(device: torch.device | str = "cpu", progress: bool = True) -> dict:
 
 def load(path: str | Path = PATH) -> dict:
     """The stored study (see the module docstring)."""
-    return json.loads(Path(path).read_text())
+    return load_study(path)
+
+
+def _summary(result: dict) -> dict:
+    held = result["heldout"]
+    return {"chosen": result["chosen"], "upsampled": held["upsampled"]["mean_iou"],
+            "augmented": held["augmented"][result["chosen"]]["mean_iou"],
+            "sweep": {k: (v["mean_iou"], v["solver_seconds"]) for k, v in result["solve_scale_sweep"].items()}}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(PATH))
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    result = run(args.device)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    held = result["heldout"]
-    print(json.dumps({"chosen": result["chosen"], "upsampled": held["upsampled"]["mean_iou"],
-                      "augmented": held["augmented"][result["chosen"]]["mean_iou"],
-                      "sweep": {k: (v["mean_iou"], v["solver_seconds"]) for k, v in result["solve_scale_sweep"].items()}}))
-    return 0
+    return study_main(argv, __doc__.splitlines()[0], PATH, run, _summary, indent=1)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ pooled to 28×28, are stored: the chapter recomputes them and asserts that they 
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import CHECKPOINTS
+from ._study import load_study, study_main
 
 PATH = CHECKPOINTS / "lite0_localization.json"
 
@@ -102,18 +101,12 @@ def run(device: torch.device | str = "cpu", progress: bool = True) -> dict:
 
 def load(path: str | Path = PATH) -> dict:
     """The stored study (see the module docstring)."""
-    return json.loads(Path(path).read_text())
+    return load_study(path)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(PATH))
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    result = run(args.device)
-    Path(args.out).write_text(json.dumps(result) + "\n")
-    print(json.dumps({n: sum(r["hit"]) / len(r["hit"]) for n, r in result["test"].items()} | result["seconds"]))
-    return 0
+    return study_main(argv, __doc__.splitlines()[0], PATH, run,
+                      lambda r: {n: sum(v["hit"]) / len(v["hit"]) for n, v in r["test"].items()} | r["seconds"])
 
 
 if __name__ == "__main__":
