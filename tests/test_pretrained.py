@@ -22,7 +22,8 @@ from torchvision import transforms as T
 
 import course_lib.pretrained as pretrained
 from course_lib import zoo
-from course_lib.data import DataUnavailableError, _photo_uint8, load_photo
+from course_lib.data import DataUnavailableError, load_photo
+from course_lib.data.photos import _photo_uint8
 from course_lib.pretrained import (
     IMAGENET_CATEGORIES,
     EfficientNetLite0,

@@ -33,7 +33,8 @@ _CIFAR_HOST = ("www.cs.toronto.edu", 443)
 _PETS_HOST = ("www.robots.ox.ac.uk", 443)
 
 
-def load_cifar10(root: str | Path = "~/.cache/course_lib/cifar10", train: bool = True, download: bool = True):
+def load_cifar10(root: str | Path = "~/.cache/course_lib/cifar10", train: bool = True,
+                 download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The real CIFAR-10 (``torchvision.datasets.CIFAR10``) as ``(images, labels)`` tensors.
 
     Works wherever the files exist under ``root`` or a network can fetch them (Colab). Offline and without a
@@ -166,7 +167,7 @@ LSP_URLS: tuple[str, ...] = (
 _LSP_HOST = ("sam.johnson.io", 443)
 
 
-def _read_lsp(folder: Path, split: str):
+def _read_lsp(folder: Path, split: str) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     import scipy.io
     import skimage.io
 
@@ -199,7 +200,8 @@ def _read_lsp(folder: Path, split: str):
     return images, torch.stack(joints), torch.stack(visible)
 
 
-def load_lsp(root: str | Path = "~/.cache/course_lib/lsp", split: str = "all", download: bool = True):
+def load_lsp(root: str | Path = "~/.cache/course_lib/lsp", split: str = "all",
+             download: bool = True) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """The real Leeds Sports Pose dataset (2000 images, 14 joints; Johnson & Everingham, BMVC 2010).
 
     The first 1000 images are the usual training split and the last 1000 the test split. Works where the

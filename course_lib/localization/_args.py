@@ -12,7 +12,7 @@ from ..boxes import check_boxes
 __all__ = ["check_labels", "check_box_pair"]
 
 
-def check_labels(labels, name: str, n: int, device: torch.device) -> torch.Tensor:
+def check_labels(labels: torch.Tensor, name: str, n: int, device: torch.device) -> torch.Tensor:
     """``labels`` as a ``(n,)`` long tensor on ``device`` (integer class indices, one per image).
 
     Example:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import as_tensor, check_choice, check_nonnegative, check_positive, describe
+from .._types import Boxes
 from ..boxes import xyhw_to_xyxy
 from ._args import check_box_pair, check_labels
 
@@ -24,10 +25,10 @@ class MultitaskLoss(NamedTuple):
 
 
 def multitask_loss(
-    class_logits,
-    box_pred,
-    labels,
-    boxes,
+    class_logits: torch.Tensor,
+    box_pred: torch.Tensor,
+    labels: torch.Tensor,
+    boxes: Boxes,
     alpha: float = 1.0,
     box_loss: str = "mse",
     beta: float = 0.1,
@@ -96,7 +97,8 @@ def multitask_loss(
     return MultitaskLoss(l_cls + alpha * l_box, l_cls, l_box)
 
 
-def quick_loss(class_logit, box_logits, labels, boxes, alpha: float = 1.0) -> MultitaskLoss:
+def quick_loss(class_logit: torch.Tensor, box_logits: torch.Tensor, labels: torch.Tensor, boxes: Boxes,
+               alpha: float = 1.0) -> MultitaskLoss:
     r"""The "quick and dirty" localization loss: sigmoids and binary cross-entropy for both heads.
 
     One output :math:`s_n` gives the probability :math:`p_n = \sigma(s_n)` of the positive class

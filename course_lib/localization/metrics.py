@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import as_tensor, check_images, check_int, describe
+from .._checks import as_tensor, check_images, check_int, describe, module_device
+from .._types import Boxes, Images
 from ..boxes import paired_box_iou
 from ._args import check_box_pair
 from .models import QuickLocalizer
@@ -13,7 +14,8 @@ from .models import QuickLocalizer
 __all__ = ["localization_metrics", "evaluate_localizer"]
 
 
-def localization_metrics(class_logits, box_pred, labels, boxes, iou_threshold: float = 0.5) -> dict[str, float]:
+def localization_metrics(class_logits: torch.Tensor, box_pred: torch.Tensor, labels: torch.Tensor, boxes: Boxes,
+                         iou_threshold: float = 0.5) -> dict[str, float]:
     r"""Accuracy, mean IoU and the fraction of correct localizations of a batch of predictions.
 
     A prediction counts as *correct* (``correct_rate``, the ImageNet localization criterion) when the class is
@@ -51,7 +53,7 @@ def localization_metrics(class_logits, box_pred, labels, boxes, iou_threshold: f
 
 
 @torch.no_grad()
-def evaluate_localizer(model: nn.Module, images, labels, boxes, batch_size: int = 256) -> dict[str, float]:
+def evaluate_localizer(model: nn.Module, images: Images, labels: torch.Tensor, boxes: Boxes, batch_size: int = 256) -> dict[str, float]:
     """:func:`localization_metrics` of ``model`` (in eval mode, on its own device) over a whole set.
 
     The model's training mode is restored afterwards. Works for :class:`Localizer` and :class:`QuickLocalizer`
@@ -64,7 +66,7 @@ def evaluate_localizer(model: nn.Module, images, labels, boxes, batch_size: int 
     """
     x = check_images(images, "images")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    device = next(model.parameters()).device
+    device = module_device(model)
     was_training = model.training
     model.eval()
     try:

@@ -14,7 +14,7 @@ SIDE_COLOURS: dict[str, str] = {"right": "tab:orange", "left": "tab:cyan", "cent
 """Skeleton colours by side (the person's right in orange, left in cyan)."""
 
 
-def draw_pose(ax, joints: Joints, image_size: Size, visibility=None, colours: dict | None = None,
+def draw_pose(ax, joints: Joints, image_size: Size, visibility: torch.Tensor | None = None, colours: dict | None = None,
               linewidth: float = 2.0, linestyle: str = "-", markersize: float = 3.0, alpha: float = 1.0):
     """Draw a skeleton (:data:`SKELETON`) on a matplotlib axis that shows an image of ``image_size``.
 

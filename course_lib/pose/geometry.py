@@ -71,7 +71,7 @@ def denormalize_joints(normalized: Joints, boxes: Boxes) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- flips
-def swap_left_right(x) -> torch.Tensor:
+def swap_left_right(x: torch.Tensor) -> torch.Tensor:
     """Exchange every left joint with its right partner (:data:`FLIP_PAIRS`).
 
     Works on joints ``(..., 14, 2)`` and on per-joint values such as visibility flags ``(..., 14)``.
@@ -111,7 +111,7 @@ def hflip_joints(joints: Joints, swap: bool = True, coords: str = "image") -> to
     return swap_left_right(out) if swap else out
 
 
-def hflip_pose(images: Images, joints: Joints, visibility=None, *, swap: bool = True, coords: str = "image") -> tuple:
+def hflip_pose(images: Images, joints: Joints, visibility: torch.Tensor | None = None, *, swap: bool = True, coords: str = "image") -> tuple:
     r"""Flip images left–right together with their poses.
 
     The image columns are reversed, the joints' x-coordinates mirrored and (with ``swap=True``) the left/right

@@ -2,6 +2,8 @@ r"""Pose metrics and loss: per-joint distances, PDJ and PCK normalized by the to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .._checks import as_tensor, check_choice, check_nonnegative, check_tensor
@@ -31,7 +33,8 @@ def _normalized_errors(pred: Joints, gt: Joints) -> torch.Tensor:
     return d / torso.unsqueeze(-1)
 
 
-def pdj(pred: Joints, gt: Joints, fractions=None, visibility=None) -> torch.Tensor:
+def pdj(pred: Joints, gt: Joints, fractions: Sequence[float] | torch.Tensor | None = None,
+        visibility: torch.Tensor | None = None) -> torch.Tensor:
     r"""Percentage of Detected Joints (DeepPose, Sec. 6.1) for several thresholds.
 
     A joint counts as detected when its error is at most a fraction :math:`f` of the torso diameter
@@ -74,7 +77,7 @@ def pdj(pred: Joints, gt: Joints, fractions=None, visibility=None) -> torch.Tens
     return hits.mean(0)
 
 
-def pck(pred: Joints, gt: Joints, alpha: float = 0.2, visibility=None, per_joint: bool = False) -> torch.Tensor:
+def pck(pred: Joints, gt: Joints, alpha: float = 0.2, visibility: torch.Tensor | None = None, per_joint: bool = False) -> torch.Tensor:
     r"""PCK@:math:`\alpha`: the fraction of joints within :math:`\alpha` torso diameters of the truth.
 
     .. math::

@@ -18,6 +18,7 @@ from .._checks import (
     check_size,
     check_tensor,
     describe,
+    module_device,
 )
 from .._types import Boxes, Images, Joints, Size
 from ..boxes import check_boxes, square_boxes
@@ -99,7 +100,7 @@ class PoseRegressor(_PoseNet):
             was = self.features.training
             self.features.eval()
             probe = self.features(torch.zeros(1, 3, self.input_size, self.input_size,
-                                              device=next(self.features.parameters()).device))
+                                              device=module_device(self.features)))
             self.features.train(was)
         if probe.ndim != 4 or probe.shape[-1] != self.input_size // 4:
             raise ValueError(f"backbone must map (N, 3, {self.input_size}, {self.input_size}) to a feature map of "
@@ -250,7 +251,7 @@ def predict_joints(regressor: PoseRegressor, images: Images, boxes: Boxes, refin
     b = check_boxes(boxes, ndim=(1, 2), min_batch=1)
     if b.ndim != 2 or b.shape[0] != x.shape[0]:
         raise ValueError(f"boxes must be (N, 4) with N = {x.shape[0]}, got {describe(b)}")
-    dev = next(regressor.parameters()).device
+    dev = module_device(regressor)
     modes = [(m, m.training) for m in (regressor, refiner) if m is not None]
     for m, _ in modes:
         m.eval()
