@@ -107,7 +107,6 @@ def check_joints(joints: Joints, name: str = "joints", batched: bool | None = No
     return j
 
 
-
 def check_visibility(visibility, shape: torch.Size, device: torch.device | str) -> torch.Tensor | None:
     """Per-joint visibility flags of ``shape`` as a bool tensor on ``device`` (``None`` stays ``None``).
 

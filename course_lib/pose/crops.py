@@ -123,7 +123,6 @@ def augment_crops(
     return crops, targets
 
 
-
 def pose_loader(
     data,
     batch_size: int = 64,

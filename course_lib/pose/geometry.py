@@ -26,7 +26,6 @@ def _broadcast_boxes(j: torch.Tensor, b: torch.Tensor, jname: str, bname: str) -
     return b.to(device=j.device, dtype=j.dtype).unsqueeze(-2)
 
 
-
 def normalize_joints(joints: Joints, boxes: Boxes) -> torch.Tensor:
     r"""Joint coordinates relative to a box, as DeepPose normalizes them (its eq. 1).
 
@@ -150,8 +149,6 @@ def hflip_pose(images: Images, joints: Joints, visibility: torch.Tensor | None =
         return new_images, new_joints
     v = check_visibility(visibility, new_joints.shape[:-1], new_joints.device)
     return new_images, new_joints, swap_left_right(v) if swap else v
-
-
 
 
 def torso_diameter(joints: Joints) -> torch.Tensor:
