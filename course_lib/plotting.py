@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ._checks import as_tensor, check_int, check_probability, check_size
+from ._types import Boxes, Size
 
 __all__ = ["to_numpy_image", "overlay", "image_grid", "show_images", "draw_box"]
 
@@ -115,8 +116,18 @@ def show_images(
     return fig
 
 
-def draw_box(ax, box, image_size: int | tuple[int, int], color: str = "lime", label: str | None = None, **kwargs):
-    """Draw a normalized ``(x, y, h, w)`` centre box on a matplotlib axis showing an image of ``image_size``."""
+def draw_box(ax, box: Boxes, image_size: Size, color: str = "lime", label: str | None = None, **kwargs):
+    """Draw a normalized ``(x, y, h, w)`` centre box on a matplotlib axis showing an image of ``image_size``.
+
+    Unlike the conversions of :mod:`course_lib.boxes`, any four finite numbers are drawn, also a box with no
+    area (an empty mask's zeros, a linear head's negative width): a figure shows what a model predicted.
+
+    Example:
+        >>> fig, ax = plt.subplots()
+        >>> draw_box(ax, torch.tensor([0.5, 0.5, 0.5, 0.25]), 8).get_width()
+        2.0
+        >>> plt.close(fig)
+    """
     b = as_tensor(box, "box").detach().float().cpu().flatten()
     if b.numel() != 4:
         raise ValueError(f"box must have 4 numbers (x, y, h, w), got shape {tuple(b.shape)}")

@@ -479,13 +479,13 @@ def load_torchvision(name: str, device: torch.device | str | None = None, timeou
     """
     import torchvision
 
-    from .data import DataUnavailableError, _network_available
+    from .data import DataUnavailableError, availability
 
     check_choice(name, "name", sorted(TORCHVISION_MODELS))
     weights = getattr(torchvision.models, TORCHVISION_MODELS[name]).IMAGENET1K_V1
     cached = _torch_hub_file(weights.url)
     fallback = "course_lib.pretrained.efficientnet_lite0() works everywhere, with no network"
-    if not cached.is_file() and not _network_available(_TORCHVISION_HOST, timeout):
+    if not cached.is_file() and not availability.network_available(_TORCHVISION_HOST, timeout):
         raise DataUnavailableError(
             f"the ImageNet weights of torchvision's {name} are not cached at {cached} and "
             f"{_TORCHVISION_HOST[0]} cannot be reached (no network here); run this where a network exists "

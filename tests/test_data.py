@@ -124,7 +124,7 @@ def test_photo_matches_skimage():
 
 
 def test_cifar10_offline_error_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    monkeypatch.setattr(data.availability, "network_available", lambda *a, **k: False)
     with pytest.raises(DataUnavailableError, match="ShapesDataset"):
         data.load_cifar10(tmp_path, download=True)
     with pytest.raises(DataUnavailableError, match="could not be loaded"):

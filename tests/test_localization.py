@@ -296,7 +296,7 @@ def test_oxford_pets_offline_never_tries_to_download(tmp_path, monkeypatch):
 
     import course_lib.data as data
 
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    monkeypatch.setattr(data.availability, "network_available", lambda *a, **k: False)
 
     def no_download(self):
         raise AssertionError("load_oxford_pets tried to download without a network")

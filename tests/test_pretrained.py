@@ -22,7 +22,8 @@ from torchvision import transforms as T
 
 import course_lib.pretrained as pretrained
 from course_lib import zoo
-from course_lib.data import DataUnavailableError, _photo_uint8, load_photo
+from course_lib.data import DataUnavailableError, load_photo
+from course_lib.data.photos import _photo_uint8
 from course_lib.pretrained import (
     IMAGENET_CATEGORIES,
     EfficientNetLite0,
@@ -313,7 +314,7 @@ def test_load_torchvision_offline_raises_data_unavailable(monkeypatch, tmp_path)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     import course_lib.data as data
 
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    monkeypatch.setattr(data.availability, "network_available", lambda *a, **k: False)
     with pytest.raises(DataUnavailableError, match=r"alexnet.*cannot be reached.*efficientnet_lite0\(\) works"):
         load_torchvision("alexnet")
     with pytest.raises(ValueError, match="name must be one of"):
@@ -327,7 +328,7 @@ def test_load_torchvision_uses_the_torch_hub_cache(monkeypatch, tmp_path):
     import course_lib.data as data
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    monkeypatch.setattr(data.availability, "network_available", lambda *a, **k: False)
     reference = torchvision.models.resnet18(weights=None).eval()
     url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
     (tmp_path / "checkpoints").mkdir()

@@ -37,8 +37,7 @@ from .._checks import (
     check_targets,
     check_tensor,
 )
-from ..data import mask_to_box
-from ..localization import xyhw_to_xyxy
+from ..boxes import mask_to_box, xyhw_to_xyxy
 from ..models import model_mode
 
 __all__ = [

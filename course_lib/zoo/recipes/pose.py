@@ -199,10 +199,8 @@ def refiner_loader(stage: RefinementStage, data: PoseFiguresDataset, stage1_pred
             target = stage.targets(est, joints[idx], tuple(images.shape[-2:]))
         return crops, target
 
-    from ...pose import _Indices
-
     shuffler = torch.Generator().manual_seed(seed)
-    return DataLoader(_Indices(len(data)), batch_size=batch_size, shuffle=True, generator=shuffler,
+    return DataLoader(range(len(data)), batch_size=batch_size, shuffle=True, generator=shuffler,
                       collate_fn=collate)
 
 

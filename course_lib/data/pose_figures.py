@@ -1,5 +1,4 @@
-r"""Articulated figures with the 14 LSP joints on real-photo backgrounds (exported as
-``course_lib.data.PoseFiguresDataset``).
+r"""Articulated figures with the 14 LSP joints on real-photo backgrounds: :class:`PoseFiguresDataset`.
 
 A figure is a kinematic chain in the image plane: a torso (tilted), a head on a neck, two arms and two legs of
 two segments each, with random joint angles and body proportions. The figure faces the viewer, so the
@@ -18,8 +17,11 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from ._checks import check_choice, check_int, check_probability
-from .pose import JOINT_NAMES, NUM_JOINTS
+from .._checks import check_choice, check_int, check_probability, check_seed
+from ..boxes import mask_to_box
+from ..joints import JOINT_NAMES, NUM_JOINTS
+from .photos import random_photo_crops
+from .shapes import split_dataset
 
 __all__ = ["PoseFiguresDataset"]
 
@@ -100,7 +102,7 @@ class PoseFiguresDataset(Dataset):
     Attributes:
         images: ``(N, 3, size, size)`` float32 in ``[0, 1]``.
         joints: ``(N, 14, 2)`` joint ``(x, y)`` as fractions of the image side, in LSP order
-            (:data:`course_lib.pose.JOINT_NAMES`).
+            (:data:`course_lib.joints.JOINT_NAMES`).
         visibility: ``(N, 14)`` bool: inside the image and not covered by another body part.
         boxes: ``(N, 4)`` person box, normalized ``(x, y, h, w)``: the tight box of the drawn figure.
         masks: ``(N, size, size)`` bool, the figure's pixels.
@@ -128,7 +130,7 @@ class PoseFiguresDataset(Dataset):
                  target: str = "joints", device: torch.device | str | None = None) -> None:
         self.n = check_int(n, "n", minimum=1)
         self.size = check_int(size, "size", minimum=32)
-        self.seed = check_int(seed, "seed", minimum=0)
+        self.seed = check_seed(seed)
         check_choice(target, "target", ("joints", "all"))
         if not (isinstance(height, (tuple, list)) and len(height) == 2):
             raise TypeError(f"height must be a (min, max) pair of fractions, got {height!r}")
@@ -145,14 +147,10 @@ class PoseFiguresDataset(Dataset):
         self.masks = self._render(_to(geometry, dev), _to(colours, dev), dev)
         self.visibility = self._visibility(joints_px, geometry)
         self.joints = joints_px / self.size
-        from .data import mask_to_box
-
         self.boxes = mask_to_box(self.masks)
 
     # ------------------------------------------------------------------ generation
     def _backgrounds(self, g: torch.Generator) -> torch.Tensor:
-        from .data import random_photo_crops
-
         out = random_photo_crops(self.n, self.size, g, crop_range=(0.3, 0.7), sampling_ratio=2)
         # soften the photo's contrast a little so that the figure reads as the foreground
         return (0.5 + 0.75 * (out - 0.5)).clamp_(0, 1)
@@ -315,8 +313,6 @@ class PoseFiguresDataset(Dataset):
 
     def split(self, fraction: float = 0.8) -> tuple[torch.utils.data.Subset, torch.utils.data.Subset]:
         """Deterministic split (the first ``fraction`` of the images / the rest)."""
-        from .data import split_dataset
-
         return split_dataset(self, fraction)
 
     def __repr__(self) -> str:
