@@ -17,19 +17,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._checks import allow_out_of_range, check_choice, check_int, check_positive
+from .._checks import (
+    allow_out_of_range,
+    check_choice,
+    check_int,
+    check_positive,
+    check_seed,
+    generator,
+    resolve_layer,
+)
 from ._base import _ActivationMapExplainer
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "SmoothGradCAMPlusPlus", "gradcam_plus_plus_weights",
            "smooth_gradcam_plus_plus_weights"]
-
-
-def _generator(seed: int | torch.Generator, name: str = "seed", device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator on ``device`` from an int seed (a fresh one per call: same seed, same numbers), or the
-    generator itself."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    return torch.Generator(device=device).manual_seed(check_int(seed, name, minimum=0, maximum=2**63 - 1))
 
 
 class CAM(_ActivationMapExplainer):
@@ -71,14 +71,12 @@ class CAM(_ActivationMapExplainer):
                 )
             fc = linear[-1]
         else:
-            from .._checks import resolve_layer
-
             fc = resolve_layer(model, fc, "fc")
             if not isinstance(fc, nn.Linear):
                 raise TypeError(f"fc must be an nn.Linear (the class weights), got {type(fc).__name__}")
         self.fc = fc
 
-    def _weights(self, activations, gradients, targets):
+    def _weights(self, activations, gradients, targets, images):
         k = activations.shape[1]
         if self.fc.in_features != k:
             raise ValueError(
@@ -111,7 +109,7 @@ class GradCAM(_ActivationMapExplainer):
         torch.Size([2, 8, 8])
     """
 
-    def _weights(self, activations, gradients, targets):
+    def _weights(self, activations, gradients, targets, images):
         return gradients.mean(dim=(2, 3))
 
 
@@ -161,7 +159,7 @@ class GradCAMPlusPlus(_ActivationMapExplainer):
         torch.Size([2, 32, 32])
     """
 
-    def _weights(self, activations, gradients, targets):
+    def _weights(self, activations, gradients, targets, images):
         return gradcam_plus_plus_weights(activations, gradients)
 
 
@@ -253,15 +251,13 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
         super().__init__(model, target_layer)
         self.n_samples = check_int(n_samples, "n_samples", minimum=1)
         self.sigma = check_positive(sigma, "sigma", allow_zero=True)
-        if not isinstance(seed, torch.Generator):
-            check_int(seed, "seed", minimum=0, maximum=2**63 - 1)
-        self.seed = seed
+        self.seed = seed if isinstance(seed, torch.Generator) else check_seed(seed)
         check_choice(average, "average", ("derivatives", "maps"))
         self.average = average
         self.progress = progress
 
     def _noisy_copies(self, images: torch.Tensor):
-        g = _generator(self.seed, device=images.device)
+        g = generator(self.seed, device=images.device)
         for _ in tqdm(range(self.n_samples), desc="Smooth Grad-CAM++", disable=not self.progress, leave=False):
             noise = torch.randn(images.shape, generator=g, device=g.device).to(device=images.device, dtype=images.dtype)
             yield images + self.sigma * noise
