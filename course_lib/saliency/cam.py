@@ -21,6 +21,7 @@ from .._checks import (
     allow_out_of_range,
     check_choice,
     check_int,
+    check_nonnegative,
     check_positive,
     check_seed,
     generator,
@@ -113,8 +114,10 @@ class GradCAM(_ActivationMapExplainer):
         return gradients.mean(dim=(2, 3))
 
 
-def gradcam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+def gradcam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     r"""Grad-CAM++ channel weights ``(N, K)`` from activations and gradients ``(N, K, h, w)``.
+
+    ``eps`` is added to the denominator of :math:`\alpha` (0, the formula below; pytorch-grad-cam adds 1e-7).
 
     With :math:`g = \partial y^c / \partial A^k_{ij}` and the exponential output :math:`Y^c = \exp(y^c)`,
     the higher derivatives of :math:`Y^c` are powers of :math:`g`, and the paper's eq. 19 becomes
@@ -134,6 +137,8 @@ def gradcam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tensor
     g3 = g2 * gradients
     total = activations.sum(dim=(2, 3), keepdim=True)
     denom = 2 * g2 + total * g3
+    if eps:
+        denom = denom + check_nonnegative(eps, "eps")
     valid = (gradients != 0) & (denom != 0)
     alpha = torch.where(valid, g2 / torch.where(valid, denom, torch.ones_like(denom)), torch.zeros_like(g2))
     return (alpha * torch.relu(gradients)).sum(dim=(2, 3))
