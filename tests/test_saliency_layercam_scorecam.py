@@ -10,6 +10,7 @@ from torch import nn
 
 from course_lib.models import SmallCNN
 from course_lib.saliency import GradCAM, LayerCAM, ScoreCAM
+from tests import test_saliency as saliency_tests
 from tests.conftest import assert_close
 from tests.test_saliency import A0, A1, X_TINY, tiny_model
 
@@ -140,13 +141,7 @@ def test_scorecam_progress_bar_and_arguments(capsys):
 @pytest.mark.parametrize("method", [LayerCAM, lambda m, layer: ScoreCAM(m, layer, batch_size=5)],
                          ids=["layercam", "scorecam"])
 def test_batch_equals_single_images(method):
-    # float64 for the reason given in tests/test_saliency.py::test_batch_equals_single_images
-    model = SmallCNN(num_classes=5, width=8, norm="batch").double().eval()
-    x = torch.rand(4, 3, 32, 32, dtype=torch.float64)
-    together = method(model, "features")(x, torch.tensor([0, 1, 2, 3]))
-    alone = torch.cat([method(model, "features")(x[i : i + 1], i) for i in range(4)])
-    assert together.dtype == torch.float64
-    assert_close(together, alone, atol=1e-9, rtol=1e-9)
+    saliency_tests.test_batch_equals_single_images(method)  # float64, 1e-9: see its comment
 
 
 def test_weights_of_a_wrong_shape_are_an_error():

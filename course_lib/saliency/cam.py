@@ -173,16 +173,16 @@ def smooth_gradcam_plus_plus_weights(
 ) -> torch.Tensor:
     r"""Smooth Grad-CAM++ channel weights ``(N, K)`` from activations and averaged derivatives ``(N, K, h, w)``.
 
-    With :math:`ar D^{(p)}_{ij}` the mean over the noisy copies of the :math:`p`-th derivative of
+    With :math:`\bar D^{(p)}_{ij}` the mean over the noisy copies of the :math:`p`-th derivative of
     :math:`Y^c = \exp(y^c)` with respect to :math:`A^k_{ij}` (Omeiza et al., 2019, eqs. 6–8),
 
     .. math::
 
-        lpha^{kc}_{ij} = rac{ar D^{(2)}_{ij}}{2 ar D^{(2)}_{ij} + \sum_{a,b} A^k_{ab}\, ar D^{(3)}_{ij}}
-        \quad (0 	ext{ where } ar D^{(2)}_{ij} = 0 	ext{ or the denominator is } 0), \qquad
-        w^c_k = \sum_{i,j} lpha^{kc}_{ij}\, \mathrm{ReLU}ig(ar D^{(1)}_{ij}ig).
+        \alpha^{kc}_{ij} = \frac{\bar D^{(2)}_{ij}}{2 \bar D^{(2)}_{ij} + \sum_{a,b} A^k_{ab}\, \bar D^{(3)}_{ij}}
+        \quad (0 \text{ where } \bar D^{(2)}_{ij} = 0 \text{ or the denominator is } 0), \qquad
+        w^c_k = \sum_{i,j} \alpha^{kc}_{ij}\, \mathrm{ReLU}\big(\bar D^{(1)}_{ij}\big).
 
-    With one copy and :math:`ar D^{(p)} = g^p` this is :func:`gradcam_plus_plus_weights`.
+    With one copy and :math:`\bar D^{(p)} = g^p` this is :func:`gradcam_plus_plus_weights`.
 
     Example:
         >>> a = torch.ones(1, 1, 1, 2); g = torch.tensor([[[[1.0, -1.0]]]])
@@ -201,17 +201,17 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
     Level Visualization Technique for Deep Convolutional Neural Network Models*, 2019).
 
     SmoothGrad's idea (Smilkov et al., 2017) applied to Grad-CAM++: :math:`n` noisy copies
-    :math:`x + arepsilon_s`, :math:`arepsilon_s \sim \mathcal{N}(0, \sigma^2 I)`, of each image.
+    :math:`x + \varepsilon_s`, :math:`\varepsilon_s \sim \mathcal{N}(0, \sigma^2 I)`, of each image.
 
     ``average="derivatives"`` (default; the paper's formulation) averages the first, second and third
     derivatives of :math:`Y^c = \exp(y^c)` with respect to the target layer's maps over the copies, then forms
-    :math:`lpha` and :math:`w` from the averages (:func:`smooth_gradcam_plus_plus_weights`) and weighs the
+    :math:`\alpha` and :math:`w` from the averages (:func:`smooth_gradcam_plus_plus_weights`) and weighs the
     maps :math:`A^k` of the clean image:
 
     .. math::
 
-        ar D^{(p)} = rac1n \sum_{s=1}^{n} e^{y^c_s}\, g_s^{\,p} \quad (p = 1, 2, 3),
-        \qquad g_s = rac{\partial y^c}{\partial A^k}\Big|_{x + arepsilon_s}, \qquad
+        \bar D^{(p)} = \frac1n \sum_{s=1}^{n} e^{y^c_s}\, g_s^{\,p} \quad (p = 1, 2, 3),
+        \qquad g_s = \frac{\partial y^c}{\partial A^k}\Big|_{x + \varepsilon_s}, \qquad
         L^c = \mathrm{ReLU}\Big(\sum_k w^c_k A^k(x)\Big),
 
     (for a piecewise-linear network the :math:`p`-th derivative of :math:`\exp(y^c)` is
@@ -221,7 +221,7 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
 
     .. math::
 
-        L^c = rac{1}{n} \sum_{s=1}^{n} L^c_{	ext{Grad-CAM++}}ig(x + arepsilon_sig),
+        L^c = \frac{1}{n} \sum_{s=1}^{n} L^c_{\text{Grad-CAM++}}\big(x + \varepsilon_s\big),
 
     as SmoothGrad does with saliency maps. The class explained is the same for every copy: the given target,
     or the arg-max class of the clean image. The noise is drawn on the images' device from ``seed`` (the same
