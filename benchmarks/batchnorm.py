@@ -11,34 +11,15 @@ Usage: ``python benchmarks/batchnorm.py [--device cpu|cuda] [--repeat N]``. Medi
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _timing import timed, timed_against  # benchmarks/_timing.py, beside this script
 from torch import nn
 
 from course_lib import zoo
 from course_lib.batchnorm import BatchNorm2d, fold_model
 from course_lib.data import ShapesDataset
 from course_lib.device import get_device
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_seconds(fn, device: torch.device, repeat: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_forward_backward(device: torch.device, repeat: int, shape=(64, 32, 32, 32)) -> tuple[float, float]:
@@ -56,18 +37,14 @@ def bench_forward_backward(device: torch.device, repeat: int, shape=(64, 32, 32,
     return median_seconds(step(ours), device, repeat), median_seconds(step(ref), device, repeat)
 
 
+def median_seconds(fn, device: torch.device, repeat: int, warmup: int = 3) -> float:
+    """Median of ``repeat`` timed calls after ``warmup`` untimed ones."""
+    return timed(fn, device, warmup=warmup, min_time=0, min_repeats=repeat, max_repeats=repeat)
+
+
 def paired_median_seconds(f, g, device: torch.device, repeat: int) -> tuple[float, float]:
     """Medians of f() and g() timed alternately, so that both see the same machine load."""
-    f(), g()
-    _sync(device)
-    tf, tg = [], []
-    for _ in range(repeat):
-        for fn, times in ((f, tf), (g, tg)):
-            t = time.perf_counter()
-            fn()
-            _sync(device)
-            times.append(time.perf_counter() - t)
-    return statistics.median(tf), statistics.median(tg)
+    return timed_against(f, g, device, min_time=0, min_pairs=repeat, max_pairs=repeat)[:2]
 
 
 def bench_folding(device: torch.device, repeat: int, batch: int = 64) -> dict[str, tuple[float, float]]:

@@ -12,17 +12,19 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from _timing import seconds as one_call  # benchmarks/_timing.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_DB = REPO / "_build" / ".jupyter_cache" / "global.db"
 
 
 def timed(command: list[str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
+    results = []
+    seconds = one_call(lambda: results.append(
+        subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)))
+    result = results[0]
     if result.returncode:
         sys.exit(f"{' '.join(command)} failed (exit {result.returncode}) after {seconds:.0f} s")
     return seconds

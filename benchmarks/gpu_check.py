@@ -22,8 +22,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _timing import seconds as one_call  # benchmarks/_timing.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,14 +45,18 @@ def notebook_script(path: Path) -> str:
 
 
 def run(label: str, cmd: list[str], env: dict, cwd: Path, timeout: float) -> dict:
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-        rc, out = proc.returncode, proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as err:
-        rc = "timeout"
-        out = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
-    seconds = time.perf_counter() - start
+    result: dict = {}
+
+    def call() -> None:
+        try:
+            proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+            result.update(rc=proc.returncode, out=proc.stdout + proc.stderr)
+        except subprocess.TimeoutExpired as err:
+            out = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+            result.update(rc="timeout", out=out)
+
+    seconds = one_call(call)
+    rc, out = result["rc"], result["out"]
     print(f"[{'ok' if rc == 0 else 'FAILED'}] {label}: rc={rc}, {seconds:.1f} s", flush=True)
     if rc != 0:
         print("\n".join(out.splitlines()[-40:]), flush=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from saliency import timed, timed_against  # benchmarks/saliency.py, beside this script
+from _timing import timed, timed_against  # benchmarks/_timing.py, beside this script
 
 from course_lib.device import get_device
 from course_lib.pretrained import efficientnet_lite0, photo_batch, top_k

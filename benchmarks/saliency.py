@@ -2,12 +2,12 @@
 
 Prints, for batch sizes 1 and 16 on the available device:
 
-* the time per image of CAM, Grad-CAM, Grad-CAM++, Smooth Grad-CAM++ and RISE;
+* the time per image of CAM, Grad-CAM, Grad-CAM++, LayerCAM, Smooth Grad-CAM++, RISE and Score-CAM;
 * each method's time as a ratio to ONE bare forward pass of the same batch (``torch.no_grad``), the two
   measured in alternation (:func:`timed_against`) so that drifting machine speed cancels out: targets
   Grad-CAM and Grad-CAM++ <= 1.2x, since gradients are needed only from the score down to ``layer4``;
-* RISE's time as a ratio to its bare masked forward passes (the same number of forward passes of
-  ``batch_size`` images, without making or applying masks): target <= 1.1x;
+* RISE's and Score-CAM's times as ratios to their bare masked forward passes (the same number of forward passes
+  of ``batch_size`` images, without making or applying masks): target <= 1.1x;
 * where the benchmark-only peers are installed (``pip install -e .[bench]``: ``grad-cam`` a.k.a.
   pytorch-grad-cam, and ``torchcam``), their Grad-CAM / Grad-CAM++ timed in the same run, the ratio
   ours / theirs, and the largest absolute difference between their maps and ours.
@@ -15,8 +15,8 @@ Prints, for batch sizes 1 and 16 on the available device:
 Then the same on the real ImageNet network ``course_lib.pretrained.efficientnet_lite0`` (pretrained weights,
 a course photo at 224×224, target layer ``head``, 1280×7×7):
 
-* CAM, Grad-CAM and Grad-CAM++ as ratios to its bare forward pass (goal <= 1.2x);
-* RISE as a ratio to its bare masked forward passes (goal <= 1.1x);
+* CAM, Grad-CAM, Grad-CAM++ and LayerCAM as ratios to its bare forward pass (goal <= 1.2x);
+* Score-CAM and RISE as ratios to its bare masked forward passes (goal <= 1.1x);
 * Augmented Grad-CAM (the library's defaults): the solver's share of its time (goal <= 25 %), from the
   explainer's own ``last_timing`` of each call (both parts inside one call, so drift cancels).
 
@@ -30,57 +30,24 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import time
 
 import torch
 import torchvision
+from _timing import seconds, timed, timed_against  # benchmarks/_timing.py, beside this script
 
 from course_lib.device import get_device
-from course_lib.saliency import CAM, RISE, AugmentedGradCAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
-from course_lib.saliency._base import normalize_maps, upsample_maps
-
-
-def timed(fn, device: torch.device, min_time: float = 1.0, min_repeats: int = 3, max_repeats: int = 30) -> float:
-    """Median wall time of ``fn()`` in seconds, after one warm-up call (CUDA synchronized)."""
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    sync()
-    times: list[float] = []
-    start_all = time.perf_counter()
-    while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start_all < min_time):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def timed_against(fn, base, device: torch.device, min_time: float = 2.0, min_pairs: int = 5, max_pairs: int = 40):
-    """Median times of ``fn()`` and ``base()`` measured in alternation, and the median of their per-pair ratios.
-
-    On a shared or throttling machine the speed drifts between two separate measurements; alternating the
-    two calls puts both under the same conditions, so the ratio stays meaningful when the absolute times do not.
-    """
-
-    def once(f) -> float:
-        t0 = time.perf_counter()
-        f()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - t0
-
-    once(fn), once(base)  # warm-up
-    pairs: list[tuple[float, float]] = []
-    start = time.perf_counter()
-    while len(pairs) < max_pairs and (len(pairs) < min_pairs or time.perf_counter() - start < min_time):
-        pairs.append((once(fn), once(base)))
-    t_fn = statistics.median(p[0] for p in pairs)
-    t_base = statistics.median(p[1] for p in pairs)
-    return t_fn, t_base, statistics.median(a / b for a, b in pairs)
+from course_lib.saliency import (
+    CAM,
+    RISE,
+    AugmentedGradCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    LayerCAM,
+    ScoreCAM,
+    SmoothGradCAMPlusPlus,
+)
+from course_lib.saliency._base import normalize_maps
+from course_lib.saliency.cam import gradcam_plus_plus_weights
 
 
 def peers():
@@ -133,17 +100,14 @@ def torchcam_runner(model, method: str, x, targets):
     return run
 
 
-def _gradcampp_with_eps(model, x, targets, eps: float = 1e-7) -> torch.Tensor:
-    """Our Grad-CAM++ raw maps with ``eps`` added to the denominator of alpha (as pytorch-grad-cam does)."""
-    from course_lib.models import model_mode
+class _GradCAMPlusPlusWithEps(GradCAMPlusPlus):
+    """Grad-CAM++ with ``eps`` added to the denominator of alpha, as pytorch-grad-cam does (the extension point
+    of ``course_lib.saliency._base``: only the weights differ)."""
 
-    explainer = GradCAMPlusPlus(model, "layer4")
-    with model_mode(model):
-        a, g, _ = explainer._activations_and_gradients(x, targets)
-    g2 = g.pow(2)
-    alpha = torch.where(g != 0, g2 / (2 * g2 + a.sum((2, 3), keepdim=True) * g2 * g + eps), torch.zeros_like(g))
-    w = (alpha * torch.relu(g)).sum((2, 3))
-    return torch.relu(torch.einsum("nk,nkhw->nhw", w, a))
+    eps = 1e-7
+
+    def _weights(self, activations, gradients, targets, images):
+        return gradcam_plus_plus_weights(activations, gradients, eps=self.eps)
 
 
 def main() -> None:
@@ -192,7 +156,7 @@ def bench_pretrained(device: torch.device, quick: bool) -> None:
     print(f"\n== pretrained EfficientNet-Lite0, one 224×224 photo: bare forward pass {1e3 * t_fwd:.2f} ms")
     print(f"{'method':<26}{'ms/image':>10}{'x forward':>11}   goal")
     for label, explainer in (("CAM", CAM(net, "head", fc="classifier")), ("Grad-CAM", GradCAM(net, "head")),
-                             ("Grad-CAM++", GradCAMPlusPlus(net, "head"))):
+                             ("Grad-CAM++", GradCAMPlusPlus(net, "head")), ("LayerCAM", LayerCAM(net, "head"))):
         t, _, ratio = timed_against(lambda e=explainer: e(x, targets), forward, device)
         print(f"{label:<26}{1e3 * t:>10.2f}{ratio:>11.2f}   <= 1.2x")
 
@@ -211,6 +175,8 @@ def bench_pretrained(device: torch.device, quick: bool) -> None:
     print(f"{f'RISE (N={n_masks})':<26}{1e3 * t_rise:>10.2f}{t_rise / t_fwd:>11.2f}   "
           f"{rise_ratio:.3f}x its {n_passes} bare masked forward passes of {rise_batch} images (goal <= 1.1x)")
 
+    score_cam_line(net, "head", x, targets, device, t_fwd, 1)
+
     aug = AugmentedGradCAM(net, "head")
     aug(x, targets)  # warm-up
     shares, totals = [], []
@@ -223,6 +189,31 @@ def bench_pretrained(device: torch.device, quick: bool) -> None:
           f"(goal <= 25 %; {aug.iterations} iterations)")
 
 
+def score_cam_line(model, layer: str, x: torch.Tensor, targets, device: torch.device, t_fwd: float, b: int,
+                   batch_size: int = 64) -> None:
+    """Score-CAM, one call (it takes a forward pass per feature map), against as many bare forward passes of
+    ``batch_size`` images as it makes (goal <= 1.1x: masks and weights cost little next to the passes)."""
+    from course_lib._hooks import capture
+
+    with capture(dict(model.named_modules())[layer]) as hooked, torch.no_grad():
+        model(x)
+    flat = hooked.last().flatten(2)
+    n_masked = int(((flat.amax(2) - flat.amin(2)) > 0).sum())  # the non-constant maps: one masked input each
+    score_cam = ScoreCAM(model, layer, batch_size=batch_size)
+    masked = torch.rand(batch_size, *x.shape[1:], device=device)
+    n_passes = math.ceil(n_masked / batch_size)
+
+    def bare_passes():
+        with torch.no_grad():
+            for _ in range(n_passes):
+                model(masked)
+
+    score_cam(x, targets)  # warm-up
+    t_score, t_bare = seconds(lambda: score_cam(x, targets), device), seconds(bare_passes, device)
+    print(f"{f'Score-CAM ({n_masked} maps)':<26}{1e3 * t_score / b:>10.2f}{t_score / t_fwd:>11.2f}   "
+          f"{t_score / t_bare:.3f}x its {n_passes} bare forward passes of {batch_size} images (goal <= 1.1x)")
+
+
 def bench_batch(model, b: int, device: torch.device, have: dict, n_masks: int, rise_batch: int, n_smooth: int) -> None:
     """Time every method (and the peers) on one random batch of ``b`` images."""
     x = torch.rand(b, 3, 224, 224, device=device)
@@ -233,6 +224,7 @@ def bench_batch(model, b: int, device: torch.device, have: dict, n_masks: int, r
         "CAM": CAM(model, "layer4", fc="fc"),
         "Grad-CAM": GradCAM(model, "layer4"),
         "Grad-CAM++": GradCAMPlusPlus(model, "layer4"),
+        "LayerCAM": LayerCAM(model, "layer4"),
         f"Smooth Grad-CAM++ (n={n_smooth})": SmoothGradCAMPlusPlus(model, "layer4", n_samples=n_smooth),
     }
     for label, explainer in ours.items():
@@ -258,6 +250,8 @@ def bench_batch(model, b: int, device: torch.device, have: dict, n_masks: int, r
         )
     else:
         print("RISE                      skipped at this batch size on the CPU (minutes); see batch 1")
+    if device.type == "cuda" or b == 1:
+        score_cam_line(model, "layer4", x, targets, device, t_fwd, b)
 
     # peers, timed in the same run, and the difference of their maps from ours
     for peer, make in (("pytorch-grad-cam", pgc_runner), ("torchcam", torchcam_runner)):
@@ -273,7 +267,7 @@ def bench_batch(model, b: int, device: torch.device, have: dict, n_masks: int, r
                 as_returned = (cls(model, "layer4")(x, targets) - theirs).abs().max()
                 diff = f"max |ours - theirs| {as_returned:.2e}"
                 if method == "gradcam++":  # they add eps = 1e-7 to the denominator of alpha
-                    with_eps = normalize_maps(upsample_maps(_gradcampp_with_eps(model, x, targets), (224, 224)))
+                    with_eps = _GradCAMPlusPlusWithEps(model, "layer4")(x, targets)
                     diff += f" ({(with_eps - theirs).abs().max():.2e} with their eps in alpha)"
             else:  # (N, 7, 7) normalized maps
                 diff = f"max |ours - theirs| {(normalize_maps(raw) - theirs).abs().max():.2e} at 7x7"

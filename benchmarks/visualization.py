@@ -10,10 +10,9 @@ Run: ``.venv/bin/python benchmarks/visualization.py``
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torchvision
+from _timing import timed  # benchmarks/_timing.py, beside this script
 
 from course_lib.device import get_device
 from course_lib.models import SmallCNN
@@ -21,14 +20,9 @@ from course_lib.visualization import activation_maximization, receptive_field, t
 
 
 def _best_of(fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best
+    """The fastest of ``repeat`` calls (no warm-up)."""
+    return timed(fn, "cuda" if torch.cuda.is_available() else None, warmup=0, min_time=0, min_repeats=repeat,
+                 max_repeats=repeat, summary=min)
 
 
 def _empirical(model: torch.nn.Module, layer: str, size: int, device: torch.device) -> None:

@@ -146,6 +146,31 @@ def test_explain_combines_decoder_and_gradcam():
     assert_close(pv(x), s)  # called like any explainer: the map it uses
 
 
+@pytest.mark.parametrize("which", ["gradcam", "layercam", "rise"])
+def test_explain_equals_reconstruct_and_saliency_called_separately(which):
+    from course_lib.saliency import RISE, LayerCAM
+
+    model, x = _model(), torch.rand(3, 3, 32, 32)
+    saliency = {"gradcam": None, "layercam": LayerCAM(model, "features"),
+                "rise": RISE(model, n_masks=8, batch_size=4)}[which]
+    pv = PerceptionVisualization(model, "features", FeatureDecoder(16, channels=(16, 8, 8)).eval(), saliency=saliency)
+    passes = []
+    handle = model.register_forward_pre_hook(lambda module, inputs: passes.append(inputs[0].shape[0]))
+    try:
+        out = pv.explain(x)
+    finally:
+        handle.remove()
+    if which != "rise":  # one forward pass gives the features, the scores and the maps
+        assert passes == [3]
+    with torch.no_grad():
+        classes = model(x).argmax(1)
+    assert torch.equal(out.predictions, classes) and torch.equal(out.targets, classes)
+    assert torch.equal(out.reconstructions, pv.reconstruct(x))
+    assert torch.equal(out.saliency, pv.saliency(x, classes))
+    assert torch.equal(out.saliency, pv(x, classes))
+    assert torch.equal(out.visualizations, perception_visualization(out.reconstructions, out.saliency, pv.neutral))
+
+
 def test_explain_given_targets_and_resized_reconstruction():
     model, x = _model(), torch.rand(2, 3, 32, 32)
     pv = PerceptionVisualization(model, "features", _ConstantDecoder(torch.tensor([0.2, 0.4, 0.6]), 16))

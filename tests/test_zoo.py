@@ -290,3 +290,17 @@ def test_lite0_localization_study_file_matches_its_script():
     for maps in study["check"].values():
         assert len(maps) == s["n_check"] and all(len(m) == s["check_pool"] ** 2 for m in maps)
         assert all(0 <= v <= 1 for m in maps for v in m)
+
+
+def test_scorecam_study_file_matches_its_script():
+    from course_lib.zoo import scorecam_study
+
+    study = scorecam_study.load()
+    s = scorecam_study.SETTINGS
+    assert study["settings"] == json.loads(json.dumps(s))
+    n = 8 + s["n_crops"]  # the course photos and the random crops of chapter 9's section 9.3
+    assert len(study["targets"]) == n and len(study["raw_maps"]) == n
+    assert all(len(m) == 5 and all(len(row) == 5 and min(row) >= 0 for row in m) for m in study["raw_maps"])
+    assert (scorecam_study.CHECKPOINTS / "scorecam_lite0.json").stat().st_size < 20_000
+    images = scorecam_study.chapter9_images()
+    assert images.shape == (n, 3, s["size"], s["size"]) and 0 <= float(images.min()) <= float(images.max()) <= 1

@@ -8,7 +8,11 @@ Every explainer follows one contract (DESIGN.md §3)::
 
 * :class:`CAM`, :class:`GradCAM`, :class:`GradCAMPlusPlus`, :class:`SmoothGradCAMPlusPlus` — weighted sums of
   one layer's feature maps (:mod:`course_lib.saliency.cam`);
-* :class:`AugmentedGradCAM` — Grad-CAM super-resolved from augmented copies (:mod:`course_lib.saliency.augmented`);
+* :class:`LayerCAM` — per-position weights, the positive gradient (:mod:`course_lib.saliency.layercam`);
+* :class:`ScoreCAM` — weights from the scores of inputs masked by each feature map, no gradient
+  (:mod:`course_lib.saliency.scorecam`);
+* :class:`AugmentedGradCAM` — Grad-CAM super-resolved from augmented copies (:mod:`course_lib.saliency.augmented`; its
+  warps in :mod:`course_lib.saliency.warps`, its solver in :mod:`course_lib.saliency.superres`);
 * :class:`RISE` — random masks, forward passes only (:mod:`course_lib.saliency.rise`);
 * :class:`PerceptionVisualization` — a decoder's reconstruction shown through a saliency map
   (:mod:`course_lib.saliency.perception`);
@@ -21,14 +25,18 @@ New methods subclass the private bases in :mod:`course_lib.saliency._base` (its 
 from . import metrics
 from .augmented import AugmentedGradCAM
 from .cam import CAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
+from .layercam import LayerCAM
 from .perception import PerceptionVisualization
 from .rise import RISE
+from .scorecam import ScoreCAM
 
 __all__ = [
     "CAM",
     "GradCAM",
     "GradCAMPlusPlus",
     "SmoothGradCAMPlusPlus",
+    "LayerCAM",
+    "ScoreCAM",
     "AugmentedGradCAM",
     "RISE",
     "PerceptionVisualization",

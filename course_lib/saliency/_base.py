@@ -19,24 +19,40 @@ Two private base classes:
 
 How to add a method
 -------------------
-A method that weighs the feature maps of a layer differently is a few lines::
+Which method to write depends on what the new method needs:
 
-    class MyCAM(_ActivationMapExplainer):
-        uses_gradients = True          # False: no backward pass at all (CAM)
+* **Weights from one forward (and backward) pass** — Grad-CAM, Grad-CAM++, LayerCAM: subclass
+  :class:`_ActivationMapExplainer` and write only :meth:`_ActivationMapExplainer._weights`::
 
-        def _weights(self, activations, gradients, targets):
-            # activations, gradients: (N, K, h, w); targets: (N,) long.  Return (N, K).
-            return gradients.amax(dim=(2, 3))
+      class MyCAM(_ActivationMapExplainer):
+          uses_gradients = True          # False: no backward pass at all (CAM, Score-CAM)
 
-A method that needs more than one forward pass (averaging over noisy or augmented copies, say) overrides
-:meth:`_raw_maps` and calls :meth:`_ActivationMapExplainer._layer_maps` (one pass, raw maps at the layer's
-resolution) as often as it needs; ``_raw_maps`` may return maps of any size, the base class resizes them.
-A method that is not built on feature maps (RISE, perception visualization) subclasses :class:`_Explainer`,
-implements ``_raw_maps(images, targets)`` and uses :meth:`_Explainer._predict` / :meth:`_Explainer._resolve_targets`
-for the forward pass. Inside ``_raw_maps`` the model is already in eval mode, and :meth:`_Explainer.__call__`
+          def _weights(self, activations, gradients, targets, images):
+              # activations, gradients: (N, K, h, w); targets: (N,) long; images: (N, C, H, W).
+              return gradients.amax(dim=(2, 3))
+
+  The weights are either **channel weights** ``(N, K)`` (one :math:`w_k^c` per feature map, as in Grad-CAM) or
+  **per-position weights** ``(N, K, h, w)`` (:math:`w_{k,ij}^c`, as in LayerCAM); the map is
+  :math:`\mathrm{ReLU}(\sum_k w_k^c A^k)` or :math:`\mathrm{ReLU}(\sum_k w_{k,ij}^c A^k_{ij})`.
+* **Weights from more forward passes of the model** — Score-CAM (one pass per masked input): still
+  ``_weights``; it receives the checked images, and the model is ``self.model`` (already in eval mode).
+  Set ``uses_gradients = False`` when no gradient is needed, run the passes with :meth:`_Explainer._predict`
+  under ``torch.no_grad()``.
+* **Several passes whose maps are combined** — averaging over noisy or augmented copies (Smooth Grad-CAM++,
+  Augmented Grad-CAM): override :meth:`_raw_maps` and call :meth:`_ActivationMapExplainer._layer_maps` (one
+  pass, raw maps at the layer's resolution) as often as needed; ``_raw_maps`` may return maps of any size, the
+  base class resizes them.
+* **Not built on feature maps** — RISE, Perception Visualization: subclass :class:`_Explainer`, implement
+  ``_raw_maps(images, targets)`` and use :meth:`_Explainer._predict` / :meth:`_Explainer._resolve_targets`
+  for the forward pass.
+
+Inside ``_raw_maps`` and ``_weights`` the model is already in eval mode, and :meth:`_Explainer.__call__`
 restores every module's mode afterwards, even after an exception; use ``torch.autograd.grad`` (never
-``.backward()``) so that the parameters' ``.grad`` stay as they were, and remove any hook in a ``finally``.
-Validate constructor arguments with :mod:`course_lib._checks` and keep every tensor on the images' device.
+``.backward()``) so that the parameters' ``.grad`` stay as they were, and read layers with
+:class:`course_lib._hooks.capture` (its hook is removed on leaving the block). Validate constructor arguments
+with :mod:`course_lib._checks` and keep every tensor on the images' device. A new method is one file in
+this package plus its name in ``__init__.py``'s ``__all__``: the shared contract tests (shape, range, hooks,
+modes, bad input) are parametrized over ``course_lib.saliency.__all__``.
 """
 
 from __future__ import annotations
@@ -45,7 +61,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_images, check_same_device, check_targets, resolve_layer
+from .._checks import check_images, check_module, check_same_device, check_targets, layer_name, resolve_layer
+from .._hooks import capture
 from ..models import model_mode
 
 __all__ = ["normalize_maps", "upsample_maps"]
@@ -93,9 +110,7 @@ class _Explainer:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.model = model
+        self.model = check_module(model, "model")
         self._in_channels = _first_conv_channels(model)
 
     # ------------------------------------------------------------------ public call
@@ -113,13 +128,22 @@ class _Explainer:
         Returns:
             ``(N, H, W)`` maps (``(N, h, w)`` with ``upsample=False``) on the images' device.
         """
-        images = self._check_images(images)
+        return self._maps(self._check_images(images), targets, upsample=upsample, normalize=normalize)
+
+    def _maps(self, images: torch.Tensor, targets, *, upsample: bool = True, normalize: bool = True) -> torch.Tensor:
+        """:meth:`__call__` on images already checked by :meth:`_check_images` (for explainers that hold others)."""
         check_targets(targets, images.shape[0], None, images.device)  # type/shape errors before any work
         with model_mode(self.model):
             maps = self._raw_maps(images, targets)
+        return self._postprocess(maps, tuple(images.shape[-2:]), upsample=upsample, normalize=normalize)
+
+    @staticmethod
+    def _postprocess(maps: torch.Tensor, size: tuple[int, int], *, upsample: bool = True,
+                     normalize: bool = True) -> torch.Tensor:
+        """Detach, resize to ``size`` (``upsample``) and min-max normalize (``normalize``) raw maps."""
         maps = maps.detach()
         if upsample:
-            maps = upsample_maps(maps, tuple(images.shape[-2:]))
+            maps = upsample_maps(maps, size)
         if normalize:
             maps = normalize_maps(maps)
         return maps
@@ -177,10 +201,19 @@ class _ActivationMapExplainer(_Explainer):
     def __init__(self, model: nn.Module, target_layer) -> None:
         super().__init__(model)
         self.target_layer = resolve_layer(model, target_layer, "target_layer")
-        self.layer_name = next(n for n, m in model.named_modules() if m is self.target_layer) or "<model>"
+        self.layer_name = layer_name(model, self.target_layer)
 
-    def _weights(self, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
-        """Channel weights ``(N, K)`` from activations and gradients ``(N, K, h, w)`` and targets ``(N,)``."""
+    def _weights(self, activations: torch.Tensor, gradients: torch.Tensor | None, targets: torch.Tensor,
+                 images: torch.Tensor) -> torch.Tensor:
+        """The weights of the feature maps: channel weights ``(N, K)`` or per-position weights ``(N, K, h, w)``.
+
+        Args:
+            activations: ``(N, K, h, w)`` the target layer's output :math:`A` (detached).
+            gradients: ``(N, K, h, w)`` :math:`\\partial y^c / \\partial A` (``None`` when ``uses_gradients``
+                is false).
+            targets: ``(N,)`` the classes :math:`c` explained.
+            images: ``(N, C, H, W)`` the checked input images (the model is ``self.model``, in eval mode).
+        """
         raise NotImplementedError
 
     def _raw_maps(self, images: torch.Tensor, targets) -> torch.Tensor:
@@ -188,9 +221,30 @@ class _ActivationMapExplainer(_Explainer):
 
     def _layer_maps(self, images: torch.Tensor, targets) -> torch.Tensor:
         """One forward (and, if needed, backward) pass: raw ``ReLU(sum_k w_k A^k)`` at the layer's resolution."""
-        activations, gradients, t = self._activations_and_gradients(images, targets)
-        weights = self._weights(activations, gradients, t)
-        return torch.relu(torch.einsum("nk,nkhw->nhw", weights, activations))
+        return self._layer_pass(images, targets)[0]
+
+    def _layer_pass(self, images: torch.Tensor, targets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                  torch.Tensor]:
+        """One pass of :meth:`_layer_maps` that also returns what it saw: ``(maps, A, targets, scores)``.
+
+        ``maps`` are the raw ``(N, h, w)`` maps, ``A`` the ``(N, K, h, w)`` activations (detached), ``targets``
+        the ``(N,)`` classes explained and ``scores`` the model's detached ``(N, num_classes)`` output
+        (Perception Visualization decodes ``A`` and reads the predictions from ``scores``: one forward pass).
+        """
+        activations, gradients, t, scores = self._activations_and_gradients(images, targets, return_scores=True)
+        weights = self._weights(activations, gradients, t, images)
+        return self._combine(weights, activations), activations, t, scores
+
+    def _combine(self, weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+        """:math:`\\mathrm{ReLU}(\\sum_k w_k A^k)` for ``(N, K)`` weights, per position for ``(N, K, h, w)``."""
+        if weights.shape == activations.shape[:2]:
+            return torch.relu(torch.einsum("nk,nkhw->nhw", weights, activations))
+        if weights.shape == activations.shape:
+            return torch.relu((weights * activations).sum(dim=1))
+        raise ValueError(
+            f"{type(self).__name__}._weights must return (N, K) = {tuple(activations.shape[:2])} or (N, K, h, w) = "
+            f"{tuple(activations.shape)} weights, got shape {tuple(weights.shape)}"
+        )
 
     def _activations_and_gradients(self, images: torch.Tensor, targets, return_scores: bool = False):
         """Run the model once, capturing the target layer's output ``A`` and, if needed, ``dy^c/dA``.
@@ -205,30 +259,21 @@ class _ActivationMapExplainer(_Explainer):
         backward pass through the layers after the target layer only: never to the input or the weights, and
         the parameters' ``.grad`` are not touched.
         """
-        captured: list[torch.Tensor] = []
+        what = f"target_layer {self.layer_name!r}"
 
-        def hook(module, inputs, output):
+        def leaf_and_copy(output):
             if not isinstance(output, torch.Tensor) or output.ndim != 4:
                 got = f"shape {tuple(output.shape)}" if isinstance(output, torch.Tensor) else type(output).__name__
-                raise ValueError(
-                    f"target_layer {self.layer_name!r} must output an (N, K, h, w) feature map, got {got}"
-                )
+                raise ValueError(f"{what} must output an (N, K, h, w) feature map, got {got}")
             leaf = output.detach()
             if self.uses_gradients:
                 torch.set_grad_enabled(True)  # undone when the enclosing no_grad block exits
                 leaf.requires_grad_(True)
-            captured.append(leaf)
-            return leaf.clone()
+            return leaf, leaf.clone()
 
-        handle = self.target_layer.register_forward_hook(hook)
-        try:
-            with torch.no_grad():
-                scores = self._predict(images)
-        finally:
-            handle.remove()
-        if not captured:
-            raise ValueError(f"target_layer {self.layer_name!r} was not called during the model's forward pass")
-        activations = captured[-1]
+        with capture(self.target_layer, what, on_output=leaf_and_copy) as hooked, torch.no_grad():
+            scores = self._predict(images)
+        activations = hooked.last()
         t = self._resolve_targets(targets, scores)
         extra = (scores.detach(),) if return_scores else ()
         if not self.uses_gradients:
@@ -239,7 +284,7 @@ class _ActivationMapExplainer(_Explainer):
             if score.requires_grad:
                 (gradients,) = torch.autograd.grad(score, activations, allow_unused=True)
         if gradients is None:
-            raise ValueError(f"the model's scores do not depend differentiably on target_layer {self.layer_name!r}")
+            raise ValueError(f"the model's scores do not depend differentiably on {what}")
         return (activations.detach(), gradients, t, *extra)
 
     def __repr__(self) -> str:

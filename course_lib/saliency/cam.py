@@ -17,19 +17,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._checks import allow_out_of_range, check_choice, check_int, check_positive
+from .._checks import (
+    allow_out_of_range,
+    check_choice,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_seed,
+    generator,
+    resolve_layer,
+)
 from ._base import _ActivationMapExplainer
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "SmoothGradCAMPlusPlus", "gradcam_plus_plus_weights",
            "smooth_gradcam_plus_plus_weights"]
-
-
-def _generator(seed: int | torch.Generator, name: str = "seed", device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator on ``device`` from an int seed (a fresh one per call: same seed, same numbers), or the
-    generator itself."""
-    if isinstance(seed, torch.Generator):
-        return seed
-    return torch.Generator(device=device).manual_seed(check_int(seed, name, minimum=0, maximum=2**63 - 1))
 
 
 class CAM(_ActivationMapExplainer):
@@ -71,14 +72,12 @@ class CAM(_ActivationMapExplainer):
                 )
             fc = linear[-1]
         else:
-            from .._checks import resolve_layer
-
             fc = resolve_layer(model, fc, "fc")
             if not isinstance(fc, nn.Linear):
                 raise TypeError(f"fc must be an nn.Linear (the class weights), got {type(fc).__name__}")
         self.fc = fc
 
-    def _weights(self, activations, gradients, targets):
+    def _weights(self, activations, gradients, targets, images):
         k = activations.shape[1]
         if self.fc.in_features != k:
             raise ValueError(
@@ -111,12 +110,14 @@ class GradCAM(_ActivationMapExplainer):
         torch.Size([2, 8, 8])
     """
 
-    def _weights(self, activations, gradients, targets):
+    def _weights(self, activations, gradients, targets, images):
         return gradients.mean(dim=(2, 3))
 
 
-def gradcam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+def gradcam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     r"""Grad-CAM++ channel weights ``(N, K)`` from activations and gradients ``(N, K, h, w)``.
+
+    ``eps`` is added to the denominator of :math:`\alpha` (0, the formula below; pytorch-grad-cam adds 1e-7).
 
     With :math:`g = \partial y^c / \partial A^k_{ij}` and the exponential output :math:`Y^c = \exp(y^c)`,
     the higher derivatives of :math:`Y^c` are powers of :math:`g`, and the paper's eq. 19 becomes
@@ -136,6 +137,8 @@ def gradcam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tensor
     g3 = g2 * gradients
     total = activations.sum(dim=(2, 3), keepdim=True)
     denom = 2 * g2 + total * g3
+    if eps:
+        denom = denom + check_nonnegative(eps, "eps")
     valid = (gradients != 0) & (denom != 0)
     alpha = torch.where(valid, g2 / torch.where(valid, denom, torch.ones_like(denom)), torch.zeros_like(g2))
     return (alpha * torch.relu(gradients)).sum(dim=(2, 3))
@@ -161,7 +164,7 @@ class GradCAMPlusPlus(_ActivationMapExplainer):
         torch.Size([2, 32, 32])
     """
 
-    def _weights(self, activations, gradients, targets):
+    def _weights(self, activations, gradients, targets, images):
         return gradcam_plus_plus_weights(activations, gradients)
 
 
@@ -170,16 +173,16 @@ def smooth_gradcam_plus_plus_weights(
 ) -> torch.Tensor:
     r"""Smooth Grad-CAM++ channel weights ``(N, K)`` from activations and averaged derivatives ``(N, K, h, w)``.
 
-    With :math:`ar D^{(p)}_{ij}` the mean over the noisy copies of the :math:`p`-th derivative of
+    With :math:`\bar D^{(p)}_{ij}` the mean over the noisy copies of the :math:`p`-th derivative of
     :math:`Y^c = \exp(y^c)` with respect to :math:`A^k_{ij}` (Omeiza et al., 2019, eqs. 6–8),
 
     .. math::
 
-        lpha^{kc}_{ij} = rac{ar D^{(2)}_{ij}}{2 ar D^{(2)}_{ij} + \sum_{a,b} A^k_{ab}\, ar D^{(3)}_{ij}}
-        \quad (0 	ext{ where } ar D^{(2)}_{ij} = 0 	ext{ or the denominator is } 0), \qquad
-        w^c_k = \sum_{i,j} lpha^{kc}_{ij}\, \mathrm{ReLU}ig(ar D^{(1)}_{ij}ig).
+        \alpha^{kc}_{ij} = \frac{\bar D^{(2)}_{ij}}{2 \bar D^{(2)}_{ij} + \sum_{a,b} A^k_{ab}\, \bar D^{(3)}_{ij}}
+        \quad (0 \text{ where } \bar D^{(2)}_{ij} = 0 \text{ or the denominator is } 0), \qquad
+        w^c_k = \sum_{i,j} \alpha^{kc}_{ij}\, \mathrm{ReLU}\big(\bar D^{(1)}_{ij}\big).
 
-    With one copy and :math:`ar D^{(p)} = g^p` this is :func:`gradcam_plus_plus_weights`.
+    With one copy and :math:`\bar D^{(p)} = g^p` this is :func:`gradcam_plus_plus_weights`.
 
     Example:
         >>> a = torch.ones(1, 1, 1, 2); g = torch.tensor([[[[1.0, -1.0]]]])
@@ -198,17 +201,17 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
     Level Visualization Technique for Deep Convolutional Neural Network Models*, 2019).
 
     SmoothGrad's idea (Smilkov et al., 2017) applied to Grad-CAM++: :math:`n` noisy copies
-    :math:`x + arepsilon_s`, :math:`arepsilon_s \sim \mathcal{N}(0, \sigma^2 I)`, of each image.
+    :math:`x + \varepsilon_s`, :math:`\varepsilon_s \sim \mathcal{N}(0, \sigma^2 I)`, of each image.
 
     ``average="derivatives"`` (default; the paper's formulation) averages the first, second and third
     derivatives of :math:`Y^c = \exp(y^c)` with respect to the target layer's maps over the copies, then forms
-    :math:`lpha` and :math:`w` from the averages (:func:`smooth_gradcam_plus_plus_weights`) and weighs the
+    :math:`\alpha` and :math:`w` from the averages (:func:`smooth_gradcam_plus_plus_weights`) and weighs the
     maps :math:`A^k` of the clean image:
 
     .. math::
 
-        ar D^{(p)} = rac1n \sum_{s=1}^{n} e^{y^c_s}\, g_s^{\,p} \quad (p = 1, 2, 3),
-        \qquad g_s = rac{\partial y^c}{\partial A^k}\Big|_{x + arepsilon_s}, \qquad
+        \bar D^{(p)} = \frac1n \sum_{s=1}^{n} e^{y^c_s}\, g_s^{\,p} \quad (p = 1, 2, 3),
+        \qquad g_s = \frac{\partial y^c}{\partial A^k}\Big|_{x + \varepsilon_s}, \qquad
         L^c = \mathrm{ReLU}\Big(\sum_k w^c_k A^k(x)\Big),
 
     (for a piecewise-linear network the :math:`p`-th derivative of :math:`\exp(y^c)` is
@@ -218,7 +221,7 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
 
     .. math::
 
-        L^c = rac{1}{n} \sum_{s=1}^{n} L^c_{	ext{Grad-CAM++}}ig(x + arepsilon_sig),
+        L^c = \frac{1}{n} \sum_{s=1}^{n} L^c_{\text{Grad-CAM++}}\big(x + \varepsilon_s\big),
 
     as SmoothGrad does with saliency maps. The class explained is the same for every copy: the given target,
     or the arg-max class of the clean image. The noise is drawn on the images' device from ``seed`` (the same
@@ -253,15 +256,13 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
         super().__init__(model, target_layer)
         self.n_samples = check_int(n_samples, "n_samples", minimum=1)
         self.sigma = check_positive(sigma, "sigma", allow_zero=True)
-        if not isinstance(seed, torch.Generator):
-            check_int(seed, "seed", minimum=0, maximum=2**63 - 1)
-        self.seed = seed
+        self.seed = seed if isinstance(seed, torch.Generator) else check_seed(seed)
         check_choice(average, "average", ("derivatives", "maps"))
         self.average = average
         self.progress = progress
 
     def _noisy_copies(self, images: torch.Tensor):
-        g = _generator(self.seed, device=images.device)
+        g = generator(self.seed, device=images.device)
         for _ in tqdm(range(self.n_samples), desc="Smooth Grad-CAM++", disable=not self.progress, leave=False):
             noise = torch.randn(images.shape, generator=g, device=g.device).to(device=images.device, dtype=images.dtype)
             yield images + self.sigma * noise

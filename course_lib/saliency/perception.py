@@ -29,9 +29,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_int, check_probability, check_tensor, resolve_layer
+from .._checks import (
+    check_int,
+    check_module,
+    check_probability,
+    check_targets,
+    check_tensor,
+    layer_name,
+    resolve_layer,
+)
+from .._hooks import capture
 from ..models import model_mode
-from ._base import _Explainer, upsample_maps
+from ._base import _ActivationMapExplainer, _Explainer
 from .cam import GradCAM
 
 __all__ = ["FeatureDecoder", "PerceptionVisualization", "PerceptionResult", "perception_visualization"]
@@ -165,10 +174,8 @@ class PerceptionVisualization(_Explainer):
                  neutral: float = 0.5) -> None:
         super().__init__(model)
         self.target_layer = resolve_layer(model, target_layer, "target_layer")
-        self.layer_name = next(n for n, m in model.named_modules() if m is self.target_layer) or "<model>"
-        if not isinstance(decoder, nn.Module):
-            raise TypeError(f"decoder must be a torch.nn.Module, got {type(decoder).__name__}")
-        self.decoder = decoder
+        self.layer_name = layer_name(model, self.target_layer)
+        self.decoder = check_module(decoder, "decoder")
         if saliency is None:
             saliency = GradCAM(model, self.target_layer)
         elif not isinstance(saliency, _Explainer):
@@ -178,7 +185,7 @@ class PerceptionVisualization(_Explainer):
 
     # ------------------------------------------------------------------ the explainer contract
     def _raw_maps(self, images, targets):
-        return self.saliency(images, targets)
+        return self.saliency._maps(images, targets)  # the images are checked already
 
     # ------------------------------------------------------------------ perception
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -187,20 +194,16 @@ class PerceptionVisualization(_Explainer):
         return features
 
     def _features_and_scores(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        captured: list[torch.Tensor] = []
-
-        def hook(module, inputs, output):
-            captured.append(output.detach().clone())
-
-        handle = self.target_layer.register_forward_hook(hook)
-        try:
-            with model_mode(self.model), torch.no_grad():
+        """One forward pass (no gradients, model in eval mode): the target layer's output and the scores."""
+        what = f"target_layer {self.layer_name!r}"
+        with model_mode(self.model), capture(self.target_layer, what,
+                                             on_output=lambda output: (output.detach().clone(), None)) as hooked:
+            with torch.no_grad():
                 scores = self._predict(images)
-        finally:
-            handle.remove()
-        if not captured or captured[-1].ndim != 4:
-            raise ValueError(f"target_layer {self.layer_name!r} must output an (N, C, h, w) feature map")
-        return captured[-1], scores
+        features = hooked.last()
+        if not isinstance(features, torch.Tensor) or features.ndim != 4:
+            raise ValueError(f"{what} must output an (N, C, h, w) feature map")
+        return features, scores
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """The decoder's reconstructions :math:`G(A(x))`, ``(N, 3, H, W)`` at the input's size."""
@@ -219,20 +222,39 @@ class PerceptionVisualization(_Explainer):
         return rec.clamp(0, 1)
 
     def explain(self, images: torch.Tensor, targets=None) -> PerceptionResult:
-        """The Perception Visualization of ``images`` for ``targets`` (``None``: the predicted classes)."""
+        """The Perception Visualization of ``images`` for ``targets`` (``None``: the predicted classes).
+
+        The images are checked once and the classifier runs once: when the saliency explainer reads its feature
+        maps at this explainer's target layer in one pass (Grad-CAM, Grad-CAM++, LayerCAM, Score-CAM, CAM), the
+        activations it captures are the features decoded and its scores give the predictions; otherwise one
+        forward pass gives features and scores, and the saliency explainer runs on the checked images.
+        """
         images = self._check_images(images)
-        features, scores = self._features_and_scores(images)
-        predictions = scores.argmax(1)
-        t = self._resolve_targets(targets, scores)
-        maps = upsample_maps(self(images, t), tuple(images.shape[-2:]))
-        rec = self._decode(features, tuple(images.shape[-2:]))
+        size = tuple(images.shape[-2:])
+        s = self.saliency
+        if self._saliency_reads_the_layer():
+            check_targets(targets, images.shape[0], None, images.device)
+            with model_mode(self.model):
+                raw, features, t, scores = s._layer_pass(images, targets)
+            maps = s._postprocess(raw, size)
+        else:
+            features, scores = self._features_and_scores(images)
+            t = self._resolve_targets(targets, scores)
+            maps = s._maps(images, t)
+        rec = self._decode(features, size)
         return PerceptionResult(
             visualizations=perception_visualization(rec, maps, self.neutral),
             reconstructions=rec,
             saliency=maps,
-            predictions=predictions,
+            predictions=scores.argmax(1),
             targets=t,
         )
+
+    def _saliency_reads_the_layer(self) -> bool:
+        """Whether the saliency explainer computes its maps in one pass at this explainer's target layer."""
+        s = self.saliency
+        return (isinstance(s, _ActivationMapExplainer) and s.target_layer is self.target_layer
+                and type(s)._raw_maps is _ActivationMapExplainer._raw_maps)
 
     def __repr__(self) -> str:
         return (f"PerceptionVisualization({type(self.model).__name__}, target_layer={self.layer_name!r}, "

@@ -22,16 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._checks import check_int, check_probability
+from .._checks import check_int, check_probability, check_seed, check_size, generator
 from ._base import _Explainer
 
 __all__ = ["RISE", "rise_masks"]
-
-
-def _cpu_generator(seed: int | torch.Generator) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    return torch.Generator().manual_seed(check_int(seed, "seed", minimum=0, maximum=2**63 - 1))
 
 
 def rise_masks(
@@ -61,8 +55,8 @@ def rise_masks(
     n = check_int(n, "n", minimum=1)
     grid_size = check_int(grid_size, "grid_size", minimum=1)
     p = check_probability(p, "p")
-    hw = (size, size) if isinstance(size, int) else tuple(size)
-    grids, offsets = _draw_grids(n, hw, grid_size, p, _cpu_generator(seed))
+    hw = check_size(size)
+    grids, offsets = _draw_grids(n, hw, grid_size, p, generator(seed))
     device = torch.device(device) if device is not None else torch.device("cpu")
     return _expand_grids(grids.to(device), offsets.to(device), hw, dtype)
 
@@ -132,16 +126,14 @@ class RISE(_Explainer):
         self.grid_size = check_int(grid_size, "grid_size", minimum=1)
         self.p = check_probability(p, "p", open_interval=True)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
-        if not isinstance(seed, torch.Generator):
-            check_int(seed, "seed", minimum=0, maximum=2**63 - 1)
-        self.seed = seed
+        self.seed = seed if isinstance(seed, torch.Generator) else check_seed(seed)
         self.progress = progress
 
     def _raw_maps(self, images, targets):
         n, _, h, w = images.shape
         with torch.no_grad():
             t = self._resolve_targets(targets, self._predict(images))
-            grids, offsets = _draw_grids(self.n_masks, (h, w), self.grid_size, self.p, _cpu_generator(self.seed))
+            grids, offsets = _draw_grids(self.n_masks, (h, w), self.grid_size, self.p, generator(self.seed))
             grids, offsets = grids.to(images.device), offsets.to(images.device)
             sal = torch.zeros(n, h * w, device=images.device, dtype=images.dtype)
             starts = range(0, self.n_masks, self.batch_size)

@@ -31,6 +31,7 @@ from .._checks import (
     check_tensor,
     generator,
 )
+from .._total_variation import anisotropic_tv
 from .._types import Images, Layer, Size
 from ..models import model_mode
 from .probe import LayerProbe
@@ -56,10 +57,7 @@ def total_variation(images: Images) -> torch.Tensor:
         >>> total_variation(torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]]))
         tensor([2.])
     """
-    x = check_tensor(images, "images", ndim=4)
-    dy = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().flatten(1).sum(1)
-    dx = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().flatten(1).sum(1)
-    return dy + dx
+    return anisotropic_tv(check_tensor(images, "images", ndim=4), dims=(1, 2, 3))
 
 
 def _weights(value, name: str, n: int | None = None) -> float | torch.Tensor:
