@@ -201,7 +201,7 @@ def evaluate(name: str, device: torch.device | str | None = None, root: str | Pa
 
 
 def train(
-    name: str, device: torch.device | str | None = None, progress: bool = True, root: str | Path | None = None
+    name: str, device: torch.device | str | None = None, progress: bool = False, root: str | Path | None = None
 ) -> dict:
     """Run the recipe ``name`` from scratch, evaluate, and save ``NAME.pt`` and ``NAME.json``.
 

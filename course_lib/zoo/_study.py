@@ -20,7 +20,7 @@ def study_main(argv, description: str, path: Path, run: Callable[[str], dict], s
     parser.add_argument("--out", default=str(path))
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    result = run(args.device)
+    result = run(args.device, progress=True)
     Path(args.out).write_text(json.dumps(result, indent=indent) + "\n")
     print(json.dumps(summary(result)))
     return 0

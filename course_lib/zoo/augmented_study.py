@@ -75,7 +75,7 @@ def _scores(maps: torch.Tensor, masks: torch.Tensor) -> dict:
             "per_image": {"hit": [int(v) for v in hits], "mean_iou": [round(float(v), 5) for v in per_tau.mean(0)]}}
 
 
-def _corloc_per_image(maps: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor) -> dict:
+def corloc_per_image(maps: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor) -> dict:
     """Chapter 9's localization numbers of ``maps``, per image: pointing-game hit and CorLoc at each threshold."""
     from ..saliency._base import normalize_maps
     from ..saliency.metrics import corloc, pointing_game, saliency_to_box
@@ -86,7 +86,7 @@ def _corloc_per_image(maps: torch.Tensor, masks: torch.Tensor, boxes: torch.Tens
                        for t in SETTINGS["corloc_taus"]}}
 
 
-def _explainer(model, progress: bool = False, **overrides):
+def make_explainer(model, progress: bool = False, **overrides):
     """The study's :class:`~course_lib.saliency.AugmentedGradCAM` (``overrides``: e.g. the chosen ``lambda_tv``)."""
     from ..saliency import AugmentedGradCAM
 
@@ -107,7 +107,7 @@ def measure(split: str, device: torch.device | str = "cpu", progress: bool = Fal
     n, seed = s[f"n_{split}"], s[f"{split}_seed"]
     data = shapes224(n, seed)
     model = zoo.load(s["model"], device)
-    explainer = _explainer(model, progress)
+    explainer = make_explainer(model, progress)
     x, y, masks = data.images.to(device), data.labels.to(device), data.masks.to(device)
     start = time.perf_counter()
     g = torch.cat([explainer.low_resolution_maps(x[i : i + 4], y[i : i + 4]) for i in range(0, n, 4)])
@@ -124,7 +124,7 @@ def measure(split: str, device: torch.device | str = "cpu", progress: bool = Fal
             maps = explainer.solve(g[:, :n_aug], theta[:n_aug], size, lambda_tv=lam)
             out["augmented"][f"L={n_aug},lambda={lam}"] = {"n_augmentations": n_aug, "lambda_tv": lam,
                                                            **_scores(maps, masks)}
-    out["chapter9"] = {"Grad-CAM": _corloc_per_image(up, masks, data.boxes.to(device))}
+    out["chapter9"] = {"Grad-CAM": corloc_per_image(up, masks, data.boxes.to(device))}
     return out, {"g": g, "theta": theta, "data": data, "explainer": explainer}
 
 
@@ -135,7 +135,7 @@ def _solve_chosen(work: dict, setting: dict, device, **overrides) -> torch.Tenso
                                    lambda_tv=setting["lambda_tv"], **overrides)
 
 
-def run(device: torch.device | str = "cpu", progress: bool = True) -> dict:
+def run(device: torch.device | str = "cpu", progress: bool = False) -> dict:
     val, val_work = measure("val", device, progress)
     best = max(val["augmented"], key=lambda k: val["augmented"][k]["mean_iou"])
     best_prior = max(val["prior"], key=lambda k: val["prior"][k]["mean_iou"])
@@ -151,7 +151,7 @@ def run(device: torch.device | str = "cpu", progress: bool = True) -> dict:
     held, held_work = measure("heldout", device, progress)
     for result, work in ((val, val_work), (held, held_work)):
         maps = _solve_chosen(work, setting, device)
-        result["chapter9"]["Augmented Grad-CAM"] = _corloc_per_image(maps, work["data"].masks.to(device),
+        result["chapter9"]["Augmented Grad-CAM"] = corloc_per_image(maps, work["data"].masks.to(device),
                                                                      work["data"].boxes.to(device))
     return {"settings": SETTINGS, "val": val, "heldout": held, "chosen": best, "chosen_prior": best_prior,
             "solve_scale_sweep": sweep, "torch": torch.__version__}

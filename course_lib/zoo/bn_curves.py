@@ -132,7 +132,7 @@ def run_job(name: str, variant: str, seed: int, fit_kwargs: dict, progress: bool
     return _run(variant, seed, train, val, progress, **fit_kwargs)
 
 
-def run_experiments(names, progress: bool = True, workers: int = 1) -> dict[str, list[dict]]:
+def run_experiments(names, progress: bool = False, workers: int = 1) -> dict[str, list[dict]]:
     """The runs of the experiments ``names`` (``"learning_rate"``, ``"generalization"``, ``"small_batch"``).
 
     With ``workers > 1`` all runs go to one process pool (one CPU thread each), longest first; every run is
@@ -154,7 +154,7 @@ def run_experiments(names, progress: bool = True, workers: int = 1) -> dict[str,
     return {name: [r for job, r in zip(todo, done, strict=True) if job[0] == name] for name in names}
 
 
-def generate(path: str | Path = PATH, progress: bool = True, only: str | None = None, workers: int = 1) -> dict:
+def generate(path: str | Path = PATH, progress: bool = False, only: str | None = None, workers: int = 1) -> dict:
     """Run the experiments on the CPU and write the JSON to ``path``; return its content.
 
     With ``only``, run that one experiment and keep the others from the existing file.

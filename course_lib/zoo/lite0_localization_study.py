@@ -58,7 +58,7 @@ def augmented_explainer(model):
 
     study = augmented_study.load()
     chosen = study["val"]["augmented"][study["chosen"]]
-    return augmented_study._explainer(model, n_augmentations=chosen["n_augmentations"],
+    return augmented_study.make_explainer(model, n_augmentations=chosen["n_augmentations"],
                                       lambda_tv=chosen["lambda_tv"])
 
 
@@ -74,11 +74,11 @@ def _maps(explainer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.cat([explainer(x[i : i + step], y[i : i + step]) for i in range(0, len(x), step)])
 
 
-def run(device: torch.device | str = "cpu", progress: bool = True) -> dict:
+def run(device: torch.device | str = "cpu", progress: bool = False) -> dict:
     from tqdm.auto import tqdm
 
     from .. import zoo
-    from .augmented_study import _corloc_per_image
+    from .augmented_study import corloc_per_image
     from .recipes.lite0 import shapes224
 
     s = SETTINGS
@@ -89,7 +89,7 @@ def run(device: torch.device | str = "cpu", progress: bool = True) -> dict:
         for split in ("val", "test"):
             data = shapes224(s[f"n_{split}"], s[f"{split}_seed"])
             x, y = data.images.to(device), data.labels.to(device)
-            out[split][name] = _corloc_per_image(_maps(explainer, x, y), data.masks.to(device),
+            out[split][name] = corloc_per_image(_maps(explainer, x, y), data.masks.to(device),
                                                  data.boxes.to(device))
         out["seconds"][name] = round(time.perf_counter() - start, 1)
     test = shapes224(s["n_test"], s["test_seed"])

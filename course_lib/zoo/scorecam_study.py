@@ -67,7 +67,7 @@ def explainer(model):
     return ScoreCAM(model, SETTINGS["target_layer"], batch_size=SETTINGS["batch_size"])
 
 
-def run(device: torch.device | str = "cpu", progress: bool = True) -> dict:
+def run(device: torch.device | str = "cpu", progress: bool = False) -> dict:
     from ..pretrained import efficientnet_lite0
 
     net = efficientnet_lite0(device)

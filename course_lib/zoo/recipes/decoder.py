@@ -87,7 +87,7 @@ def _classifier(settings: dict, device) -> nn.Module:
     return load(settings["classifier"], device=device)
 
 
-def train(model: FeatureDecoder, device, progress: bool = True, settings: dict = SETTINGS) -> dict:
+def train(model: FeatureDecoder, device, progress: bool = False, settings: dict = SETTINGS) -> dict:
     """Train the decoder ``model`` in place (the classifier comes from the zoo, frozen)."""
     device = torch.device(device) if device is not None else None
     inversion = LayerInversion(_classifier(settings, device), settings["target_layer"], model)
@@ -161,7 +161,7 @@ def _recipes():
             description=f"FeatureDecoder inverting shapes_gap's {what} to 64×64 images, MSE loss; "
             "held-out PSNR and SSIM (Perception Visualization, chapter 8)",
             build=lambda: build(settings),
-            train=lambda model, device, progress=True: train(model, device, progress, settings),
+            train=lambda model, device, progress=False: train(model, device, progress, settings),
             evaluate=lambda model, device=None: reconstruction_quality(model, device, settings),
             settings=settings,
         )

@@ -132,7 +132,7 @@ def objective(kind: str = "multitask", alpha: float = 1.0, box_loss: str = "mse"
     return loss_fn, {"acc": _accuracy, "iou": _mean_iou}
 
 
-def train_localizer(model, settings: dict, device, progress: bool = True, kind: str = "multitask") -> dict:
+def train_localizer(model, settings: dict, device, progress: bool = False, kind: str = "multitask") -> dict:
     """Train ``model`` in place on the recipe's data; return the training history."""
     images, labels, boxes = shapes_split(settings, "train")
     loss_fn, metrics = objective(kind, settings["alpha"], settings["box_loss"])
@@ -162,7 +162,7 @@ def _build_quick(settings: dict = QUICK_SETTINGS) -> QuickLocalizer:
 
 
 # ------------------------------------------------------------------------------------------------- sweep
-def alpha_sweep(settings: dict = SWEEP_SETTINGS, device=None, progress: bool = True) -> dict:
+def alpha_sweep(settings: dict = SWEEP_SETTINGS, device=None, progress: bool = False) -> dict:
     r"""Train one :class:`Localizer` per :math:`\alpha` (and one on :math:`L_\text{box}` alone) with the same
     data, budget and seed; return the settings and, per run, held-out accuracy and mean IoU."""
     runs = []
@@ -188,7 +188,7 @@ def _recipe(name: str, description: str, settings: dict, quick: bool) -> Recipe:
     def build():
         return (_build_quick if quick else _build_localizer)(settings)
 
-    def train(model, device, progress: bool = True) -> dict:
+    def train(model, device, progress: bool = False) -> dict:
         hist = train_localizer(model, settings, device, progress, kind=kind)
         return {k: hist[k] for k in ("train_loss", "train_acc", "train_iou")}
 
@@ -260,7 +260,7 @@ def train_pretrained_head(model, settings: dict, alpha: float, train, val=None, 
                seed=settings["seed"], progress=False)
 
 
-def pretrained_comparison(settings: dict = PRETRAINED_SETTINGS, device=None, progress: bool = True,
+def pretrained_comparison(settings: dict = PRETRAINED_SETTINGS, device=None, progress: bool = False,
                           parts: tuple[str, ...] = ("sweep", "scratch")) -> dict:
     r"""The :math:`\alpha` sweep of the pretrained two-head model on the validation split, its test metrics,
     and a from-scratch :class:`Localizer` trained on the same images for the same epochs (curves included)."""
@@ -322,7 +322,7 @@ def _pretrained_recipe() -> Recipe:
     def build():
         return build_pretrained_head(settings)
 
-    def train(model, device, progress: bool = True) -> dict:
+    def train(model, device, progress: bool = False) -> dict:
         tr = pretrained_features(settings, "train", device, progress)[:3]
         hist = train_pretrained_head(model, settings, settings["alpha"], tr, None, device)
         return {k: hist[k] for k in ("train_loss", "train_acc", "train_iou")}
@@ -379,14 +379,14 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device) if args.device else get_device()
     if args.cmd == "sweep":
-        result = alpha_sweep(_override(SWEEP_SETTINGS, args.set), device)
+        result = alpha_sweep(_override(SWEEP_SETTINGS, args.set), device, progress=True)
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.out}")
         return 0
     if args.cmd == "pretrained":
         out = Path(args.out)
         result = json.loads(out.read_text()) if out.is_file() else {}
-        result.update(pretrained_comparison(PRETRAINED_SETTINGS, device, parts=tuple(args.parts)))
+        result.update(pretrained_comparison(PRETRAINED_SETTINGS, device, progress=True, parts=tuple(args.parts)))
         out.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {out}; best alpha {result.get('best_alpha')}")
         return 0

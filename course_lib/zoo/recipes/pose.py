@@ -265,7 +265,7 @@ def _run(model: PoseRegressor, train: PoseFiguresDataset, heldout: PoseFiguresDa
     }
 
 
-def run_experiments(device: torch.device | str | None = None, progress: bool = True,
+def run_experiments(device: torch.device | str | None = None, progress: bool = False,
                     classifier: nn.Module | None = None, out: Path | None = EXPERIMENTS_FILE,
                     parts: tuple[str, ...] = ("augmentation", "transfer")) -> dict:
     """Train the chapter's comparison runs and write them to ``pose_experiments.json`` (see module doc).
@@ -475,7 +475,7 @@ def mean_pose_metrics(train_targets: torch.Tensor, boxes: torch.Tensor, data) ->
     return heldout_metrics(denormalize_joints(z, boxes), data)
 
 
-def run_transfer(device=None, progress: bool = True, out: Path | None = TRANSFER_FILE) -> dict:
+def run_transfer(device=None, progress: bool = False, out: Path | None = TRANSFER_FILE) -> dict:
     """The three-way transfer table: ImageNet vs ``shapes_gap`` frozen features vs from scratch.
 
     Heads and scratch regressors train on the same figures for the same epochs, one run per seed; the held-out
@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     tf.add_argument("--out", default=str(TRANSFER_FILE))
     args = parser.parse_args(argv)
     if args.cmd == "transfer":
-        run_transfer(args.device, out=Path(args.out))
+        run_transfer(args.device, progress=True, out=Path(args.out))
         return 0
     result = run_experiments(args.device, progress=not args.quiet, parts=tuple(args.parts))
     print(json.dumps({k: v["heldout_pck"] for part in ("augmentation", "transfer")
