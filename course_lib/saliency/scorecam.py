@@ -34,7 +34,8 @@ class ScoreCAM(_ActivationMapExplainer):
     *Which weight.* The paper's "channel-wise increase of confidence" subtracts a baseline's score,
     :math:`C(A^k) = f_c(x \odot H^k) - f_c(x_b)`; its Algorithm 1 and the authors' released code use the
     softmax probability :math:`p_c(x \odot H^k)` itself, and so does this class: with a fixed baseline the
-    subtraction would add :math:`-f_c(x_b) \sum_k A^k` to the map, a term that does not depend on the class.
+    subtraction would add :math:`-f_c(x_b) \sum_k A^k` to the map, a multiple of one map that is the same
+    for every class.
     torchcam (0.5.0) subtracts the logit of the unmasked input and takes a softmax *over the maps*,
     :math:`w_k = \operatorname{softmax}_k\big(y^c(x \odot H^k) - y^c(x)\big)`; the subtraction cancels in that
     softmax, and applied to the model followed by ``log_softmax`` its weights are
