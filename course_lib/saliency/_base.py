@@ -63,6 +63,7 @@ from torch import nn
 
 from .._checks import check_images, check_module, check_same_device, check_targets, layer_name, resolve_layer
 from .._hooks import capture
+from .._types import Layer, Targets
 from ..models import model_mode
 
 __all__ = ["normalize_maps", "upsample_maps"]
@@ -115,7 +116,7 @@ class _Explainer:
 
     # ------------------------------------------------------------------ public call
     def __call__(
-        self, images: torch.Tensor, targets=None, *, upsample: bool = True, normalize: bool = True
+        self, images: torch.Tensor, targets: Targets = None, *, upsample: bool = True, normalize: bool = True
     ) -> torch.Tensor:
         """Saliency maps of ``images`` for ``targets``.
 
@@ -198,7 +199,7 @@ class _ActivationMapExplainer(_Explainer):
     #: whether :meth:`_weights` needs :math:`\partial y^c / \partial A^k` (one backward pass to the layer)
     uses_gradients: bool = True
 
-    def __init__(self, model: nn.Module, target_layer) -> None:
+    def __init__(self, model: nn.Module, target_layer: Layer) -> None:
         super().__init__(model)
         self.target_layer = resolve_layer(model, target_layer, "target_layer")
         self.layer_name = layer_name(model, self.target_layer)

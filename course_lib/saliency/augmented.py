@@ -34,6 +34,7 @@ from .._checks import (
     generator,
 )
 from .._hooks import capture
+from .._types import Layer, Targets
 from ..models import model_mode
 from .cam import GradCAM
 from .superres import (
@@ -140,7 +141,7 @@ class AugmentedGradCAM(GradCAM):
     def __init__(
         self,
         model: nn.Module,
-        target_layer,
+        target_layer: Layer,
         n_augmentations: int = 16,
         max_angle: float = 15.0,
         max_shift: float | None = None,
@@ -219,7 +220,9 @@ class AugmentedGradCAM(GradCAM):
             scores = self._predict(images)
         return scores, hooked.last()
 
-    def low_resolution_maps(self, images: torch.Tensor, targets=None, theta: torch.Tensor | None = None) -> torch.Tensor:
+    def low_resolution_maps(
+        self, images: torch.Tensor, targets: Targets = None, theta: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The Grad-CAM maps :math:`g_l` ``(N, L, h, w)`` of every augmented copy, for the class of the original image.
 
         ``targets`` as for the call (``None``: each original image's arg-max class); ``theta`` the ``(L, 2, 3)``

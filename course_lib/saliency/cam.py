@@ -27,6 +27,7 @@ from .._checks import (
     generator,
     resolve_layer,
 )
+from .._types import Layer
 from ._base import _ActivationMapExplainer
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "SmoothGradCAMPlusPlus", "gradcam_plus_plus_weights",
@@ -61,7 +62,7 @@ class CAM(_ActivationMapExplainer):
 
     uses_gradients = False
 
-    def __init__(self, model: nn.Module, target_layer, fc: nn.Module | str | None = None) -> None:
+    def __init__(self, model: nn.Module, target_layer: Layer, fc: nn.Module | str | None = None) -> None:
         super().__init__(model, target_layer)
         if fc is None:
             linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -246,7 +247,7 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
     def __init__(
         self,
         model: nn.Module,
-        target_layer,
+        target_layer: Layer,
         n_samples: int = 16,
         sigma: float = 0.15,
         seed: int | torch.Generator = 0,

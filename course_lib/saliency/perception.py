@@ -39,6 +39,7 @@ from .._checks import (
     resolve_layer,
 )
 from .._hooks import capture
+from .._types import Layer, Targets
 from ..models import model_mode
 from ._base import _ActivationMapExplainer, _Explainer
 from .cam import GradCAM
@@ -170,7 +171,7 @@ class PerceptionVisualization(_Explainer):
         (torch.Size([2, 3, 32, 32]), torch.Size([2, 32, 32]))
     """
 
-    def __init__(self, model: nn.Module, target_layer, decoder: nn.Module, saliency: _Explainer | None = None,
+    def __init__(self, model: nn.Module, target_layer: Layer, decoder: nn.Module, saliency: _Explainer | None = None,
                  neutral: float = 0.5) -> None:
         super().__init__(model)
         self.target_layer = resolve_layer(model, target_layer, "target_layer")
@@ -221,7 +222,7 @@ class PerceptionVisualization(_Explainer):
             rec = F.interpolate(rec, size=size, mode="bilinear", align_corners=False)
         return rec.clamp(0, 1)
 
-    def explain(self, images: torch.Tensor, targets=None) -> PerceptionResult:
+    def explain(self, images: torch.Tensor, targets: Targets = None) -> PerceptionResult:
         """The Perception Visualization of ``images`` for ``targets`` (``None``: the predicted classes).
 
         The images are checked once and the classifier runs once: when the saliency explainer reads its feature

@@ -7,6 +7,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._checks import check_bool, check_int
+from .._types import Layer
 from ._base import _ActivationMapExplainer, normalize_maps, upsample_maps
 
 __all__ = ["ScoreCAM"]
@@ -58,7 +59,7 @@ class ScoreCAM(_ActivationMapExplainer):
 
     uses_gradients = False
 
-    def __init__(self, model: nn.Module, target_layer, batch_size: int = 32, progress: bool = False) -> None:
+    def __init__(self, model: nn.Module, target_layer: Layer, batch_size: int = 32, progress: bool = False) -> None:
         super().__init__(model, target_layer)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.progress = check_bool(progress, "progress")

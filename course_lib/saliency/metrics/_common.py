@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..._checks import check_choice, check_same_device, check_targets, check_tensor
+from ..._types import Maps, Targets
 from ...models import model_mode
 
 __all__ = ["reduce_values", "check_maps", "inference", "probabilities", "resolve_targets"]
@@ -19,7 +20,7 @@ def reduce_values(values: torch.Tensor, reduction: str):
     return float(values.float().mean()) if reduction == "mean" else values
 
 
-def check_maps(maps, images: torch.Tensor | None = None, name: str = "maps") -> torch.Tensor:
+def check_maps(maps: Maps, images: torch.Tensor | None = None, name: str = "maps") -> torch.Tensor:
     maps = check_tensor(maps, name, ndim=3)
     if images is not None:
         if maps.shape[0] != images.shape[0] or maps.shape[1:] != images.shape[2:]:
@@ -50,7 +51,7 @@ def probabilities(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
     return torch.cat(out)
 
 
-def resolve_targets(model, images, targets, batch_size) -> torch.Tensor:
+def resolve_targets(model, images, targets: Targets, batch_size) -> torch.Tensor:
     if targets is None:
         return torch.cat([model(images[s : s + batch_size]).argmax(1) for s in range(0, images.shape[0], batch_size)])
     scores = model(images[:1])

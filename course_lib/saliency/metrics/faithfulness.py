@@ -11,6 +11,7 @@ from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
 from ..._checks import check_choice, check_images, check_int, check_positive
+from ..._types import Images, Maps, Targets
 from ._common import check_maps, inference, probabilities, reduce_values, resolve_targets
 
 __all__ = [
@@ -51,7 +52,10 @@ def _curve(model, images, maps, targets, n_steps, batch_size, start_image, end_i
     return fractions.to(images.device), torch.stack(probs)
 
 
-def deletion_curve(model, images, maps, targets=None, *, n_steps: int = 32, baseline: float = 0.0, batch_size: int = 64):
+def deletion_curve(
+    model: nn.Module, images: Images, maps: Maps, targets: Targets = None, *, n_steps: int = 32,
+    baseline: float = 0.0, batch_size: int = 64,
+):
     r"""The deletion curve: class probability as the most salient pixels are removed first.
 
     Pixels are sorted by decreasing saliency (ties in raster order); after removing the first :math:`k_j`
@@ -71,8 +75,8 @@ def deletion_curve(model, images, maps, targets=None, *, n_steps: int = 32, base
 
 
 def insertion_curve(
-    model, images, maps, targets=None, *, n_steps: int = 32, blur_kernel: int = 11, blur_sigma: float = 5.0,
-    batch_size: int = 64,
+    model: nn.Module, images: Images, maps: Maps, targets: Targets = None, *, n_steps: int = 32,
+    blur_kernel: int = 11, blur_sigma: float = 5.0, batch_size: int = 64,
 ):
     r"""The insertion curve: class probability as the most salient pixels are copied into a blurred image.
 
@@ -94,7 +98,7 @@ def insertion_curve(
 
 
 def deletion_auc(
-    model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets=None, *, n_steps: int = 32,
+    model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: Targets = None, *, n_steps: int = 32,
     baseline: float = 0.0, batch_size: int = 64, reduction: str = "mean",
 ):
     r"""Area under the deletion curve (Petsiuk et al., 2018): lower is better.
@@ -128,7 +132,7 @@ def deletion_auc(
 
 
 def insertion_auc(
-    model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets=None, *, n_steps: int = 32,
+    model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: Targets = None, *, n_steps: int = 32,
     blur_kernel: int = 11, blur_sigma: float = 5.0, batch_size: int = 64, reduction: str = "mean",
 ):
     r"""Area under the insertion curve (Petsiuk et al., 2018): higher is better.
@@ -156,7 +160,8 @@ def insertion_auc(
 
 
 def deletion_insertion_curves(
-    model: nn.Module, images: torch.Tensor, maps: dict, targets=None, *, n_steps: int = 32, baseline: float = 0.0,
+    model: nn.Module, images: torch.Tensor, maps: dict, targets: Targets = None, *, n_steps: int = 32,
+    baseline: float = 0.0,
     blur_kernel: int = 11, blur_sigma: float = 5.0, batch_size: int = 64,
 ) -> tuple[torch.Tensor, dict]:
     r"""The deletion and insertion curves of several maps of the same images, sharing their common forward passes.
@@ -247,7 +252,10 @@ def _confidences(model, images, maps, targets, batch_size):
     return full, explained
 
 
-def average_drop(model, images, maps, targets=None, *, batch_size: int = 64, reduction: str = "mean"):
+def average_drop(
+    model: nn.Module, images: Images, maps: Maps, targets: Targets = None, *, batch_size: int = 64,
+    reduction: str = "mean",
+):
     r"""Average Drop % (Chattopadhay et al., 2018): how much confidence is lost when only the map is shown.
 
     With :math:`Y_i^c` the softmax probability of class :math:`c` on image :math:`i` and :math:`O_i^c` on the
@@ -270,7 +278,10 @@ def average_drop(model, images, maps, targets=None, *, batch_size: int = 64, red
     return reduce_values(100 * (full - explained).clamp_min(0) / full, reduction)
 
 
-def increase_in_confidence(model, images, maps, targets=None, *, batch_size: int = 64, reduction: str = "mean"):
+def increase_in_confidence(
+    model: nn.Module, images: Images, maps: Maps, targets: Targets = None, *, batch_size: int = 64,
+    reduction: str = "mean",
+):
     r"""Increase in Confidence % (Chattopadhay et al., 2018): how often the explanation map alone scores higher.
 
     .. math::

@@ -9,13 +9,14 @@ from scipy import ndimage
 from torchvision.ops import box_iou
 
 from ..._checks import check_choice, check_positive, check_probability, check_tensor
+from ..._types import Boxes, Maps
 from ...boxes import mask_to_box, xyhw_to_xyxy
 from ._common import reduce_values
 
 __all__ = ["pointing_game", "saliency_to_box", "corloc"]
 
 
-def pointing_game(maps, masks, *, tolerance: float = 0.0, reduction: str = "mean"):
+def pointing_game(maps: Maps, masks: torch.Tensor, *, tolerance: float = 0.0, reduction: str = "mean"):
     r"""The pointing game (Zhang et al., 2016): does each map's maximum fall on the object?
 
     Image :math:`i` is a *hit* when the position of the maximum of its map lies within ``tolerance`` pixels
@@ -62,7 +63,7 @@ def pointing_game(maps, masks, *, tolerance: float = 0.0, reduction: str = "mean
 
 
 # ---------------------------------------------------------------------- boxes
-def saliency_to_box(maps, threshold: float = 0.2) -> torch.Tensor:
+def saliency_to_box(maps: Maps, threshold: float = 0.2) -> torch.Tensor:
     r"""The box of a saliency map, as in CAM (Zhou et al., 2016).
 
     Keep the pixels with :math:`L_{ij} \ge \tau \max L` (:math:`\tau` = ``threshold``), label the connected
@@ -99,7 +100,7 @@ def saliency_to_box(maps, threshold: float = 0.2) -> torch.Tensor:
     return boxes[0] if single else boxes
 
 
-def corloc(boxes, gt_boxes, iou: float = 0.5, *, reduction: str = "mean"):
+def corloc(boxes: Boxes, gt_boxes: Boxes, iou: float = 0.5, *, reduction: str = "mean"):
     r"""Correct localization (CorLoc): the fraction of images whose box overlaps a ground-truth box enough.
 
     .. math::
