@@ -60,11 +60,11 @@ def chapter9_images(size: int = SETTINGS["size"], n_crops: int = SETTINGS["n_cro
     return torch.cat([photos, random_crops(n_crops, size, seed)])
 
 
-def explainer(model):
+def explainer(model, progress: bool = False):
     """Score-CAM with this study's settings."""
     from ..saliency import ScoreCAM
 
-    return ScoreCAM(model, SETTINGS["target_layer"], batch_size=SETTINGS["batch_size"])
+    return ScoreCAM(model, SETTINGS["target_layer"], batch_size=SETTINGS["batch_size"], progress=progress)
 
 
 def run(device: torch.device | str = "cpu", progress: bool = False) -> dict:
@@ -75,9 +75,7 @@ def run(device: torch.device | str = "cpu", progress: bool = False) -> dict:
     with torch.no_grad():
         targets = net(images).argmax(1)
     start = time.perf_counter()
-    score_cam = explainer(net)
-    score_cam.progress = progress
-    raw = score_cam(images, targets, upsample=False, normalize=False)
+    raw = explainer(net, progress)(images, targets, upsample=False, normalize=False)
     seconds = time.perf_counter() - start
     return {"settings": SETTINGS, "targets": targets.tolist(), "raw_maps": raw.cpu().tolist(),
             "seconds": round(seconds, 1), "device": str(device), "torch": torch.__version__}
