@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ClaimError", "claim", "glue"]
+__all__ = ["ClaimError", "claim", "glue", "table", "mean_ci", "paired_ci"]
 
 try:  # the book build and nbval have myst-nb; Colab does not
     from myst_nb import glue as _myst_glue
@@ -95,3 +95,86 @@ def _in_notebook() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def table(rows: list[list[Any]], header: list[str], caption: str | None = None, align: str | None = None):
+    """A table for the page: rows rendered as Markdown (a real table in the book, in Jupyter and in Colab).
+
+    End a ``remove-input`` cell with it. Numbers are shown as given: format them (``f"{x:.3f}"``) before.
+
+    Args:
+        rows: the table's rows, each a list with one entry per column.
+        header: the column titles.
+        caption: a line shown above the table (``"Table 1.1. What the leak does."``).
+        align: one letter per column, ``l``/``r``/``c`` (default: text left, numbers right).
+
+    Raises:
+        ValueError: if a row's length differs from the header's, or ``align`` does not match.
+
+    Example:
+        >>> print(table([["raw", "203559"]], ["input", "condition number"], align="lr").data)
+        | input | condition number |
+        |:--|--:|
+        | raw | 203559 |
+    """
+    if not header:
+        raise ValueError("header must name at least one column")
+    for i, row in enumerate(rows):
+        if len(row) != len(header):
+            raise ValueError(f"rows[{i}] has {len(row)} entries but header has {len(header)}")
+    if align is None:
+        first = rows[0] if rows else [""] * len(header)
+        align = "".join("r" if _numeric(v) else "l" for v in first)
+    if len(align) != len(header) or set(align) - set("lrc"):
+        raise ValueError(f"align must be one of l/r/c per column ({len(header)}), got {align!r}")
+    rule = {"l": ":--", "r": "--:", "c": ":-:"}
+    lines = [f"**{caption}**", ""] if caption else []
+    lines += ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join(rule[a] for a in align) + "|"]
+    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in rows]
+    from IPython.display import Markdown
+
+    return Markdown("\n".join(lines))
+
+
+def _numeric(value: Any) -> bool:
+    try:
+        float(str(value).replace("%", "").replace("±", "").split()[0].replace("−", "-"))
+    except (ValueError, IndexError):
+        return False
+    return True
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+    r"""Mean and its ``level`` confidence interval from Student's t: :math:`\bar v \pm t_{n-1}\, s/\sqrt n`.
+
+    Independent values (seeds, splits, images): a paired comparison passes the differences.
+
+    Example:
+        >>> mean, lo, hi = mean_ci([1.0, 2.0, 3.0])
+        >>> mean, round(lo, 3), round(hi, 3)
+        (2.0, -0.484, 4.484)
+    """
+    import numpy as np
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or len(v) < 2:
+        raise ValueError(f"values must be a 1-D sequence of at least 2 numbers, got shape {v.shape}")
+    mean = float(v.mean())
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
+def paired_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean difference ``a - b`` over paired items and its t interval (see :func:`mean_ci`).
+
+    Example:
+        >>> paired_ci([0.9, 0.8, 0.85], [0.7, 0.65, 0.7])[0] > 0
+        True
+    """
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must be paired (same shape), got {a.shape} and {b.shape}")
+    return mean_ci(a - b, level)

@@ -1,8 +1,15 @@
-"""Figures shared by the chapters: saliency overlays, image grids, boxes."""
+"""Figures shared by the chapters: the book's style, saliency overlays with their colour bar, image grids, boxes.
+
+Every chapter calls :func:`use_book_style` once: figures are then drawn at the width of the book's text column
+(:data:`COLUMN_WIDTH` inches), with fonts of at least 9 pt at that width, colour-blind safe line colours and a
+perceptually uniform colour map (``viridis``; ``inferno`` for saliency overlays, never ``jet``, whose bright
+bands invent edges that are not in the data).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -12,7 +19,34 @@ import torch
 from ._checks import as_tensor, check_int, check_probability, check_size
 from ._types import Boxes, Size
 
-__all__ = ["to_numpy_image", "overlay", "image_grid", "show_images", "draw_box"]
+__all__ = [
+    "COLUMN_WIDTH",
+    "SALIENCY_CMAP",
+    "STYLE",
+    "use_book_style",
+    "to_numpy_image",
+    "overlay",
+    "saliency_colorbar",
+    "image_grid",
+    "show_images",
+    "draw_box",
+]
+
+STYLE = Path(__file__).resolve().parent / "book.mplstyle"
+COLUMN_WIDTH = 7.0  # inches: the text column of the book at the style's dpi
+SALIENCY_CMAP = "inferno"
+
+
+def use_book_style() -> None:
+    """Apply the book's matplotlib style (``course_lib/book.mplstyle``) to every figure drawn afterwards.
+
+    Example:
+        >>> use_book_style()
+        >>> plt.rcParams["figure.figsize"][0] == COLUMN_WIDTH
+        True
+        >>> plt.rcdefaults()
+    """
+    plt.style.use(STYLE)
 
 
 def to_numpy_image(image) -> np.ndarray:
@@ -33,14 +67,15 @@ def to_numpy_image(image) -> np.ndarray:
     return x.numpy()
 
 
-def overlay(image, saliency, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+def overlay(image, saliency, alpha: float = 0.5, cmap: str = SALIENCY_CMAP) -> np.ndarray:
     r"""Blend a saliency map over an image: :math:`(1-\alpha)\,x + \alpha\,\mathrm{cmap}(s)`.
 
     Args:
         image: ``(3, H, W)`` tensor in ``[0, 1]``.
         saliency: ``(H, W)`` map; it is min-max normalized and resized to the image if needed.
         alpha: weight of the heat map.
-        cmap: a matplotlib colormap name.
+        cmap: a matplotlib colormap name (default ``inferno``, perceptually uniform; pair the figure with
+            :func:`saliency_colorbar`).
 
     Returns:
         An ``(H, W, 3)`` float array in ``[0, 1]``, ready for ``plt.imshow``.
@@ -65,6 +100,21 @@ def overlay(image, saliency, alpha: float = 0.5, cmap: str = "jet") -> np.ndarra
     return np.clip((1 - alpha) * img + alpha * heat, 0, 1)
 
 
+def saliency_colorbar(fig, axes, cmap: str = SALIENCY_CMAP, label: str = "saliency (min-max normalized)"):
+    """The colour bar that goes with :func:`overlay`'s heat maps: the map's scale from 0 to 1.
+
+    Example:
+        >>> fig, ax = plt.subplots()
+        >>> saliency_colorbar(fig, ax).ax.get_ylabel()
+        'saliency (min-max normalized)'
+        >>> plt.close(fig)
+    """
+    mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap=cmap)
+    bar = fig.colorbar(mappable, ax=axes, fraction=0.046, pad=0.02)
+    bar.set_label(label)
+    return bar
+
+
 def image_grid(images, nrow: int = 8, padding: int = 2, normalize: bool = False) -> np.ndarray:
     """Tile ``(N, C, H, W)`` images into one ``(H', W', 3)`` array (``normalize`` rescales each to [0, 1])."""
     from torchvision.utils import make_grid
@@ -86,18 +136,24 @@ def show_images(
     images: Sequence | torch.Tensor,
     titles: Sequence[str] | None = None,
     ncols: int = 8,
-    size: float = 1.6,
+    size: float | None = None,
     cmap: str | None = None,
     suptitle: str | None = None,
 ):
-    """Show images (tensors ``(3, H, W)``/``(H, W)`` or ``(H, W, 3)`` arrays) in a grid; returns the figure."""
+    """Show images (tensors ``(3, H, W)``/``(H, W)`` or ``(H, W, 3)`` arrays) in a grid; returns the figure.
+
+    ``size`` is the side of one image in inches; by default the grid fills the text column.
+    """
     items = list(images)
     if not items:
         raise ValueError("images must not be empty")
     n = len(items)
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), squeeze=False)
+    size = COLUMN_WIDTH / ncols if size is None else size
+    title_room = 0.3 if titles is not None else 0.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + title_room) * nrows + (0.4 if suptitle else 0)),
+                             squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
@@ -109,10 +165,11 @@ def show_images(
             arr = t.numpy() if t.ndim == 2 else to_numpy_image(t)
         ax.imshow(np.clip(arr, 0, 1) if arr.ndim == 3 else arr, cmap=cmap if arr.ndim == 2 else None)
         if titles is not None and i < len(titles):
-            ax.set_title(titles[i], fontsize=8)
+            ax.set_title(titles[i], fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     return fig
 
 
@@ -139,5 +196,5 @@ def draw_box(ax, box: Boxes, image_size: Size, color: str = "lime", label: str |
     )
     ax.add_patch(rect)
     if label:
-        ax.text((x - w / 2) * wid, (y - h / 2) * hgt - 1, label, color=color, fontsize=7, va="bottom")
+        ax.text((x - w / 2) * wid, (y - h / 2) * hgt - 1, label, color=color, fontsize=9, va="bottom")
     return rect
