@@ -153,3 +153,23 @@ def test_feature_head_class_scores_ignore_position_but_boxes_do_not():
     assert z1.shape == (3, 5) and b1.shape == (3, 4)
     with pytest.raises(ValueError, match="features"):
         head(torch.rand(3, 8, 4, 4))
+
+
+def test_he_init_variance_matches_kaiming_formula():
+    from course_lib.models import he_init
+
+    torch.manual_seed(0)
+    conv = he_init(nn.Sequential(nn.Conv2d(64, 256, 3)))[0]
+    fan_in = 64 * 3 * 3
+    # N(0, 2 / fan_in): the sample variance of 147k weights is within a few percent of it
+    assert abs(float(conv.weight.var()) / (2 / fan_in) - 1) < 0.03
+    assert float(conv.bias.abs().max()) == 0.0
+    default = nn.Conv2d(64, 256, 3)  # PyTorch's default: variance 1 / (3 fan_in)
+    assert abs(float(default.weight.var()) / (1 / (3 * fan_in)) - 1) < 0.03
+
+
+def test_he_init_rejects_a_non_module():
+    from course_lib.models import he_init
+
+    with pytest.raises(TypeError, match="model"):
+        he_init("not a module")

@@ -1,5 +1,5 @@
-"""The pose transfer recipe (``course_lib.zoo.recipes.pose``, ``transfer``): features paired with their figures,
-heads that learn, and a committed json that matches the recipe."""
+"""The pose transfer helpers (``course_lib.zoo.recipes.pose``) and study (``pose_transfer``): features paired with
+their figures, heads that learn, and stored results with every run."""
 
 from __future__ import annotations
 
@@ -25,12 +25,14 @@ def small_figures():
     return PoseFiguresDataset(200, size=64, seed=7), PoseFiguresDataset(100, size=64, seed=8)
 
 
-def test_transfer_json_records_the_recipes_settings_and_every_run():
-    r = P.load_transfer()
-    assert r["settings"] == json.loads(json.dumps(P.TRANSFER_SETTINGS)), "rerun `python -m course_lib.zoo.recipes.pose transfer`"
-    assert set(r["runs"]) == set(P.TRANSFER_SETTINGS["backbones"]) | {"scratch"}
+def test_transfer_study_records_every_run():
+    from course_lib import studies
+
+    r = studies.load("pose_transfer").results
+    settings = studies.get("pose_transfer").settings
+    assert set(r["runs"]) == set(settings["backbones"]) | {"scratch"}
     for name, runs in r["runs"].items():
-        assert [run["seed"] for run in runs] == P.TRANSFER_SETTINGS["seeds"], name
+        assert [run["seed"] for run in runs] == settings["seeds"], name
         for run in runs:
             assert 0 <= run["pck@0.1"] <= run["pck@0.2"] <= 1, name
     assert set(r["selection"]["lite0_layer"]) == set(P.LITE0_LAYERS)

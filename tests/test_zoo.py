@@ -139,37 +139,6 @@ def test_cpu_cuda_parity(name):
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
 
 
-def test_bn_curves_file_matches_its_script():
-    from course_lib.zoo import bn_curves
-
-    curves = bn_curves.load()
-    # the stored file was produced by the current settings (else: rerun python -m course_lib.zoo.bn_curves)
-    assert curves["settings"] == json.loads(json.dumps(bn_curves.SETTINGS))
-    for name in bn_curves.EXPERIMENTS:
-        expected = [(v, seed, kw["lr"], kw["batch_size"]) for v, seed, kw in bn_curves.jobs(name)]
-        assert [(r["variant"], r["seed"], r["lr"], r["batch_size"]) for r in curves[name]] == expected, name
-        for run in curves[name]:
-            assert len(run["val_acc"]) >= 1 and all(0.0 <= a <= 1.0 for a in run["val_acc"] if a is not None)
-            for key in ("final_train_acc", "final_val_acc"):
-                assert run[key] is None or 0.0 <= run[key] <= 1.0
-    s = bn_curves.SETTINGS["small_batch"]
-    assert len(s["seeds"]) >= 3
-    assert (zoo.CHECKPOINTS / "bn_curves.json").stat().st_size < 200_000
-
-
-def test_he_init_variance_matches_kaiming_formula():
-    from course_lib.zoo.bn_curves import he_init
-
-    torch.manual_seed(0)
-    conv = he_init(nn.Sequential(nn.Conv2d(64, 256, 3)))[0]
-    fan_in = 64 * 3 * 3
-    # N(0, 2 / fan_in): the sample variance of 147k weights is within a few percent of it
-    assert abs(float(conv.weight.var()) / (2 / fan_in) - 1) < 0.03
-    assert float(conv.bias.abs().max()) == 0.0
-    default = nn.Conv2d(64, 256, 3)  # PyTorch's default: variance 1 / (3 fan_in)
-    assert abs(float(default.weight.var()) / (1 / (3 * fan_in)) - 1) < 0.03
-
-
 # ------------------------------------------------------------------ shapes_lite0: a fine-tuned pretrained network
 def test_shapes_lite0_checkpoint_holds_only_what_fine_tuning_changed(tmp_path):
     from course_lib.pretrained import efficientnet_lite0

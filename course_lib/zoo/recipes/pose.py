@@ -1,4 +1,4 @@
-r"""Zoo recipes of chapter 5 (pose estimation), and the script that measures its training choices.
+r"""Zoo recipes of chapter 5 (pose estimation), and the helpers its transfer study uses.
 
 * ``pose_deeppose`` — :class:`course_lib.pose.PoseRegressor`, the first DeepPose stage, trained on
   :class:`~course_lib.data.PoseFiguresDataset` person crops with the L2 loss
@@ -8,26 +8,13 @@ r"""Zoo recipes of chapter 5 (pose estimation), and the script that measures its
   ``pose_deeppose`` (its real training-set predictions, and estimates drawn from the Gaussian of its
   errors, as DeepPose does). Retrain it whenever ``pose_deeppose`` changes.
 
-``python -m course_lib.zoo.recipes.pose experiments [--device cuda]`` trains small regressors on the same data
-and budget — without augmentation, with translation, with translation and flips, with flips *without* the
-left/right swap, and from scratch versus from the ``shapes_gap`` classifier's trunk — and writes the held-out
-PCK curves to ``course_lib/zoo/checkpoints/pose_experiments.json``, which chapter 5 reads.
-
-``python -m course_lib.zoo.recipes.pose transfer`` measures transfer from ImageNet for the first stage: the
-same regression head (:func:`pose_head`: a strided 3×3 convolution, batch norm, ReLU and a zero-initialized
-linear layer, as in :class:`~course_lib.pose.PoseRegressor`) trained with the L2 loss on the frozen features of
-EfficientNet-Lite0 (person crops at 128×128; the output of ``blocks[10]``, 112×8×8, and for comparison the
-last layer, 1280×4×4), on the frozen trunk of the ``shapes_gap`` classifier (crops at 64×64, 64×16×16), and a
-regressor trained from scratch — the same 1,000 training figures and 15 epochs, three seeds each, PCK@0.2 and
-PCK@0.1 on the held-out figures, and the mean-pose baseline. The ImageNet layer and the head's learning rate
-were chosen on validation figures (seed 104; recorded under ``selection``). Adam's first step moves every
-weight by about the learning rate, so on a flattened map of thousands of inputs the head needs a learning rate
-ten times below the scratch regressor's (3e-4 for the ImageNet maps, 1e-4 for the larger ``shapes_gap`` map,
-each the best of 1e-4, 3e-4 and 1e-3 on the validation figures; at 3e-3 the loss jumps by orders of magnitude
-after one step).
-It writes ``pose_transfer.json``, which chapter 5 reads. Frozen features are computed once and cached
-(``~/.cache/course_lib/features``) under a key naming the network, its checkpoint, the layers and the figures;
-the whole run takes a few minutes on a CPU.
+The transfer helpers below (:func:`pose_features`, :func:`pose_head`, :func:`train_pose_head`,
+:func:`head_predictions`, :func:`mean_pose_metrics`) serve the studies ``pose_transfer`` and
+``pose_augmentation`` (:mod:`course_lib.studies`), which chapter 5 reads: the same regression head
+(:func:`pose_head`: a strided 3×3 convolution, batch norm, ReLU and a zero-initialized linear layer, as in
+:class:`~course_lib.pose.PoseRegressor`) trained with the L2 loss on frozen features of EfficientNet-Lite0 or
+of the ``shapes_gap`` classifier. Frozen features are computed once and cached (``~/.cache/course_lib/features``)
+under a key naming the network, its checkpoint, the layers and the figures.
 
 Training uses seed-101 figures, the experiments seed-103 figures and every held-out number seed-102 figures.
 Each run is a pure function of its settings and seeds on one device (a GPU's kernels may differ from the CPU's
@@ -36,10 +23,7 @@ in the last bits; figures are drawn on the training device).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ...data import PoseFiguresDataset
-from ...device import get_device, seed_everything
+from ...device import seed_everything
 from ...models import frozen_features
 from ...pose import (
     NUM_JOINTS,
@@ -69,7 +53,6 @@ from ...training import fit
 from .. import Recipe
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-EXPERIMENTS_FILE = CHECKPOINTS / "pose_experiments.json"
 TRAIN_SEED, HELDOUT_SEED, EXPERIMENT_SEED = 101, 102, 103
 
 DATA: dict = {"dataset": "PoseFiguresDataset", "size": 64, "n_train": 12000, "train_seed": TRAIN_SEED,
@@ -245,97 +228,6 @@ def make_refiner_recipe(name: str = "pose_refiner", settings: dict | None = None
 RECIPES = [make_regressor_recipe(), make_refiner_recipe()]
 
 
-# -------------------------------------------------------------------------------------------------- experiments
-def _run(model: PoseRegressor, train: PoseFiguresDataset, heldout: PoseFiguresDataset, augment: dict,
-         fit_settings: dict, device: torch.device, progress: bool) -> dict:
-    loader = pose_loader(train, fit_settings["batch_size"], seed=fit_settings["seed"], device=device,
-                         size=model.input_size, **augment)
-    history = fit(model, loader, _heldout_loader(heldout, device, model.input_size, augment.get("scale", 1.2)),
-                  device=device,
-                  progress=progress, loss_fn=pose_loss, metrics={"pck": _pck_metric}, **fit_settings)
-    pred = predict_joints(model, heldout.images.to(device), heldout.boxes.to(device), scale=augment.get("scale", 1.2))
-    gt = heldout.joints.to(device)
-    return {
-        "train_loss": history["train_loss"],
-        "val_loss": history["val_loss"],
-        "val_pck": history["val_pck"],
-        "heldout_pck": float(pck(pred, gt)),
-        "heldout_pck_per_joint": pck(pred, gt, per_joint=True).tolist(),
-        "seconds": history["time"][-1],
-    }
-
-
-def run_experiments(device: torch.device | str | None = None, progress: bool = False,
-                    classifier: nn.Module | None = None, out: Path | None = EXPERIMENTS_FILE,
-                    parts: tuple[str, ...] = ("augmentation", "transfer")) -> dict:
-    """Train the chapter's comparison runs and write them to ``pose_experiments.json`` (see module doc).
-
-    Args:
-        device: where to train (default :func:`course_lib.device.get_device`).
-        progress: show progress bars.
-        classifier: the classifier whose trunk starts the transfer run (default: the zoo's ``shapes_gap``).
-        out: the JSON file to write (``None``: write nothing); parts not rerun are kept from it.
-        parts: which comparisons to run: ``"augmentation"``, ``"transfer"`` or both.
-    """
-    from .. import load, sha256
-
-    device = torch.device(device) if device is not None else get_device()
-    s = EXPERIMENT_SETTINGS
-    d = s["data"]
-    train, heldout = _figures(d, "train", device), _figures(d, "heldout", device)
-    start = time.perf_counter()
-    for part in parts:
-        if part not in ("augmentation", "transfer"):
-            raise ValueError(f"parts must hold 'augmentation' and/or 'transfer', got {part!r}")
-    result: dict = json.loads(Path(out).read_text()) if out is not None and Path(out).is_file() else {}
-    result.update({"settings": s, "torch": torch.__version__})
-    result.setdefault("device", {})
-    if "augmentation" in parts:
-        result["augmentation"] = _augmentation_runs(s, train, heldout, device, progress)
-        result["device"]["augmentation"] = device.type
-    if "transfer" in parts:
-        if classifier is None:
-            classifier = load(s["transfer"]["classifier"], device)
-            result["classifier_sha256"] = sha256(CHECKPOINTS / f"{s['transfer']['classifier']}.pt")
-        result["transfer"] = _transfer_runs(s, train, heldout, classifier, device, progress)
-        result["device"]["transfer"] = device.type
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    if out is not None:
-        Path(out).write_text(json.dumps(result, indent=1) + "\n")
-    return result
-
-
-def _augmentation_runs(s: dict, train, heldout, device: torch.device, progress: bool) -> dict:
-    runs = {}
-    for name, augment in s["augmentation"].items():
-        seed_everything(s["init_seed"])
-        model = PoseRegressor(**s["model"])
-        runs[name] = _run(model, train, heldout, augment, s["fit"], device, progress)
-    return runs
-
-
-def _transfer_runs(s: dict, train, heldout, classifier: nn.Module, device: torch.device, progress: bool) -> dict:
-    t = s["transfer"]
-    small = _SubsetFigures(train, t["n_train"])
-    fit_settings = {**s["fit"], "epochs": t["epochs"]}
-    augment = s["augmentation"][t["augment"]]
-    input_size = s["model"]["input_size"]
-    runs = {}
-    for name in ("scratch", "pretrained", "pretrained, frozen trunk"):
-        seed_everything(s["init_seed"])
-        if name == "scratch":  # the same architecture as the pretrained runs: the classifier's trunk width
-            model = PoseRegressor(width=getattr(classifier, "width", s["model"]["width"]), input_size=input_size,
-                                  downsample=s["model"]["downsample"])
-        else:
-            model = PoseRegressor.from_classifier(classifier.to("cpu"), input_size=input_size,
-                                                  downsample=s["model"]["downsample"])
-        if name.endswith("frozen trunk"):
-            for p in model.features.parameters():
-                p.requires_grad_(False)
-        runs[name] = _run(model, small, heldout, augment, fit_settings, device, progress)
-    return runs
-
-
 class _SubsetFigures:
     """The first ``n`` figures of a dataset, with the attributes :func:`pose_loader` reads."""
 
@@ -348,7 +240,6 @@ class _SubsetFigures:
 
 
 # ------------------------------------------------------------------------------------------ transfer (3-way)
-TRANSFER_FILE = CHECKPOINTS / "pose_transfer.json"
 VAL_SEED = 104
 LITE0_LAYERS = ("blocks.4", "blocks.10", "blocks.15", "head")  # the ends of the 28², 14², 7² stages and the head
 TRANSFER_SETTINGS: dict = {
@@ -475,110 +366,3 @@ def mean_pose_metrics(train_targets: torch.Tensor, boxes: torch.Tensor, data) ->
     return heldout_metrics(denormalize_joints(z, boxes), data)
 
 
-def run_transfer(device=None, progress: bool = False, out: Path | None = TRANSFER_FILE) -> dict:
-    """The three-way transfer table: ImageNet vs ``shapes_gap`` frozen features vs from scratch.
-
-    Heads and scratch regressors train on the same figures for the same epochs, one run per seed; the held-out
-    figures score them. Before that, on the validation figures only, the ImageNet layer and the head's learning
-    rate are compared (``selection`` in the output); the settings used were chosen from those numbers.
-    """
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    s = TRANSFER_SETTINGS
-    d = s["data"]
-    splits = {w: figures(d[f"n_{w}"], d[f"{w}_seed"], d["size"]) for w in ("train", "val", "heldout")}
-    start = time.perf_counter()
-    result: dict = {"settings": s, "torch": torch.__version__, "device": device.type, "selection": {}, "runs": {}}
-    nets = {}
-    for b in s["backbones"].values():
-        layers = nets.setdefault((b["network"], b["input"]), set())
-        layers.add(b["layer"])
-        if b["network"] == "efficientnet_lite0":
-            layers.update(s["selection"]["lite0_layers"])
-    feats: dict = {}
-    for (network, size), layers in nets.items():
-        for w, data in splits.items():
-            f, t, bx = pose_features(network, tuple(sorted(layers)), data, w, size=size, device=device)
-            feats[network, w] = (f, t, bx)
-    train_t = feats["shapes_gap", "train"][1]
-    for w in ("val", "heldout"):
-        result[f"mean_pose_{w}"] = mean_pose_metrics(train_t, feats["shapes_gap", w][2], splits[w])
-
-    def score(network, layer, seed, w, **fit_overrides):
-        (tr_f, tr_t, _), (f, _, bx) = feats[network, "train"], feats[network, w]
-        head, history = train_pose_head(tr_f[layer], tr_t, seed, device=device, **fit_overrides)
-        return {"seed": seed, **heldout_metrics(head_predictions(head, f[layer], bx), splits[w]),
-                "train_loss": history["train_loss"][-1]}
-
-    sel = s["selection"]
-    lr0 = s["backbones"]["imagenet"]["lr"]
-    result["selection"]["lite0_layer"] = {layer: score("efficientnet_lite0", layer, sel["seed"], "val", lr=lr0)
-                                          for layer in sel["lite0_layers"]}
-    result["selection"]["lr"] = {
-        name: {str(lr): score(b["network"], b["layer"], sel["seed"], "val", lr=lr) for lr in sel["lrs"]}
-        for name, b in s["backbones"].items() if name in ("imagenet", "shapes_gap")}
-    if progress:
-        print("selection (validation PCK@0.2):", json.dumps({k: {kk: round(vv["pck@0.2"], 3) for kk, vv in v.items()}
-              for k, v in result["selection"].items() if k == "lite0_layer"}), flush=True)
-    for name, b in s["backbones"].items():
-        result["runs"][name] = [score(b["network"], b["layer"], seed, "heldout", lr=b["lr"]) for seed in s["seeds"]]
-        if progress:
-            print(name, [round(r["pck@0.2"], 3) for r in result["runs"][name]], flush=True)
-    sc = s["scratch"]
-    train, heldout = splits["train"], splits["heldout"]
-    runs = []
-    for seed in s["seeds"]:
-        seed_everything(seed)
-        model = PoseRegressor(**sc["model"])
-        f = {**sc["fit"], "seed": seed}
-        loader = pose_loader(train, f["batch_size"], seed=seed, device=device, size=model.input_size, **sc["augment"])
-        history = fit(model, loader, device=device, progress=False, loss_fn=pose_loss, **f)
-        pred = predict_joints(model.cpu(), heldout.images, heldout.boxes, scale=s["scale"])
-        runs.append({"seed": seed, **heldout_metrics(pred, heldout), "train_loss": history["train_loss"][-1]})
-    result["runs"]["scratch"] = runs
-    if progress:
-        print("scratch", [round(r["pck@0.2"], 3) for r in runs], flush=True)
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    if out is not None:
-        Path(out).write_text(json.dumps(result, indent=1) + "\n")
-    return result
-
-
-def load_transfer(path: Path | None = None) -> dict:
-    """The measurements written by :func:`run_transfer` (chapter 5 reads them)."""
-    path = Path(path) if path is not None else TRANSFER_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; rebuild it with `python -m course_lib.zoo.recipes.pose transfer`")
-    return json.loads(path.read_text())
-
-
-def load_experiments(path: Path | None = None) -> dict:
-    """The measurements written by :func:`run_experiments` (chapter 5 reads them)."""
-    path = Path(path) if path is not None else EXPERIMENTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; rebuild it with `python -m course_lib.zoo.recipes.pose "
-                                "experiments` (about a minute on a GPU, longer on a CPU)")
-    return json.loads(path.read_text())
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.zoo.recipes.pose", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    ex = sub.add_parser("experiments", help="measure augmentation and transfer learning; write pose_experiments.json")
-    ex.add_argument("--device", default=None)
-    ex.add_argument("--quiet", action="store_true")
-    ex.add_argument("--parts", nargs="+", default=["augmentation", "transfer"], choices=["augmentation", "transfer"])
-    tf = sub.add_parser("transfer", help="ImageNet vs shapes_gap vs scratch; write pose_transfer.json")
-    tf.add_argument("--device", default=None)
-    tf.add_argument("--out", default=str(TRANSFER_FILE))
-    args = parser.parse_args(argv)
-    if args.cmd == "transfer":
-        run_transfer(args.device, progress=True, out=Path(args.out))
-        return 0
-    result = run_experiments(args.device, progress=not args.quiet, parts=tuple(args.parts))
-    print(json.dumps({k: v["heldout_pck"] for part in ("augmentation", "transfer")
-                      for k, v in result[part].items()}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
