@@ -299,7 +299,7 @@ def _scratch_same_budget(settings: dict, device, progress: bool) -> dict:
     scratch_settings = {**LOCALIZER_SETTINGS, "n_train": settings["n_train"], "train_seed": settings["train_seed"],
                         "n_test": settings["n_test"], "test_seed": settings["test_seed"],
                         "epochs": settings["epochs"], "batch_size": settings["batch_size"], "lr": settings["lr"],
-                        "alpha": sc["alpha"], "flips": sc["flips"]}
+                        "alpha": sc["alpha"], "flips": sc["flips"], "seed": settings["seed"]}
     model = _build_localizer(scratch_settings)
     images, labels, boxes = split["train"].images, split["train"].labels, split["train"].boxes
     val_images, val_labels, val_boxes = split["val"].images, split["val"].labels, split["val"].boxes
