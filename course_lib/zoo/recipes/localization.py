@@ -1,23 +1,18 @@
-r"""Zoo recipes of chapter 4 (localization), and the script that measures its :math:`\alpha` sweep.
+r"""Zoo recipes of chapter 4 (localization), and the helpers of its pretrained-backbone study.
 
 * ``shapes_localizer`` — :class:`course_lib.localization.Localizer` on 64×64 :class:`ShapesDataset` images,
   trained with :math:`L = L_\text{cls} + \alpha L_\text{box}` (cross-entropy + MSE).
 * ``shapes_quick_localizer`` — :class:`course_lib.localization.QuickLocalizer` (one sigmoid class output,
   four sigmoid box outputs, binary cross-entropy) on the two-class subset circle (0) vs square (1).
 
-``python -m course_lib.zoo.recipes.localization sweep`` trains one :class:`Localizer` per weight
-:math:`\alpha` (plus a box-only run, :math:`L = L_\text{box}`) on the same data and budget and writes held-out
-accuracy and mean IoU to ``course_lib/zoo/checkpoints/localization_alpha_sweep.json``, which chapter 4 reads.
-
 ``shapes_pretrained_localizer`` is the course text's model: the ImageNet-trained EfficientNet-Lite0
 (:func:`course_lib.pretrained.efficientnet_lite0`) as a frozen backbone on 64×64 shapes resized to 128×128
 (a 1280×4×4 feature map), under a trainable :class:`course_lib.models.FeatureHead` (a shared 1×1 neck, a
 softmax class head on its global average and a linear box head on the whole 4×4 map). The backbone's
 features are computed once and cached (``~/.cache/course_lib/features``).
-``python -m course_lib.zoo.recipes.localization pretrained`` sweeps :math:`\alpha` for that head on a
-validation split, picks :math:`\alpha` by the task metric (class right and IoU ≥ 0.5), and trains a
-from-scratch :class:`Localizer` on the same images for the same number of epochs; it writes
-``localization_pretrained.json``, which chapter 4 reads.
+The study ``localization_pretrained`` (:mod:`course_lib.studies`) sweeps :math:`\alpha` for that head on a
+validation split and trains a from-scratch :class:`Localizer` on the same images for the same number of epochs
+(:func:`pretrained_comparison`); chapter 4 reads it.
 
 Every run is a pure function of the settings below and the seed (on the CPU; GPU kernels may differ in the
 last bits).
@@ -59,9 +54,6 @@ LOCALIZER_SETTINGS: dict = {
 }
 QUICK_SETTINGS: dict = {
     **LOCALIZER_SETTINGS, "n_train": 25000, "n_test": 5000, "classes": [0, 1], "alpha": 1.0, "epochs": 16,
-}
-SWEEP_SETTINGS: dict = {
-    **LOCALIZER_SETTINGS, "n_train": 5000, "epochs": 10, "alphas": [0.0, 0.1, 1.0, 10.0, 100.0],
 }
 
 
@@ -159,27 +151,6 @@ def _build_quick(settings: dict = QUICK_SETTINGS) -> QuickLocalizer:
     seed_everything(settings["seed"])
     return QuickLocalizer(width=settings["width"], norm=settings["norm"], grid=settings["grid"], hidden=settings["hidden"],
                           blocks=settings["blocks"])
-
-
-# ------------------------------------------------------------------------------------------------- sweep
-def alpha_sweep(settings: dict = SWEEP_SETTINGS, device=None, progress: bool = False) -> dict:
-    r"""Train one :class:`Localizer` per :math:`\alpha` (and one on :math:`L_\text{box}` alone) with the same
-    data, budget and seed; return the settings and, per run, held-out accuracy and mean IoU."""
-    runs = []
-    plan = [("multitask", a) for a in settings["alphas"]] + [("box", None)]
-    for kind, alpha in plan:
-        model = _build_localizer(settings)
-        s = {**settings, "alpha": alpha if alpha is not None else 0.0}
-        start = time.perf_counter()
-        hist = train_localizer(model, s, device, progress=False, kind=kind)
-        result = evaluate_on_test(model, settings)
-        runs.append({"loss": "box only" if kind == "box" else "multitask", "alpha": alpha,
-                     "accuracy": result["accuracy"], "mean_iou": result["mean_iou"],
-                     "correct_rate": result["correct_rate"], "train_seconds": round(time.perf_counter() - start, 1),
-                     "final_train_loss": hist["train_loss"][-1]})
-        if progress:
-            print(json.dumps(runs[-1]), flush=True)  # one line per run: a sweep takes minutes on a CPU
-    return {"settings": {k: v for k, v in settings.items()}, "device": str(device), "runs": runs}
 
 
 def _recipe(name: str, description: str, settings: dict, quick: bool) -> Recipe:
@@ -356,19 +327,10 @@ def _override(settings: dict, pairs: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``sweep`` writes the alpha-sweep JSON; ``train NAME --out FILE [--set key=value ...]`` trains one recipe
-    with optional overrides (to explore settings) and saves its state dict and held-out metrics."""
+    """``train NAME --out FILE [--set key=value ...]`` trains one recipe with optional overrides (to explore
+    settings) and saves its state dict and held-out metrics."""
     parser = argparse.ArgumentParser(prog="python -m course_lib.zoo.recipes.localization")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sw = sub.add_parser("sweep", help="measure held-out accuracy and IoU for several alpha; write JSON")
-    sw.add_argument("--out", default=str(CHECKPOINTS / "localization_alpha_sweep.json"))
-    sw.add_argument("--device", default=None)
-    sw.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
-    pt = sub.add_parser("pretrained", help="alpha sweep of the pretrained two-head model + the from-scratch "
-                        "comparison; write localization_pretrained.json")
-    pt.add_argument("--out", default=str(CHECKPOINTS / "localization_pretrained.json"))
-    pt.add_argument("--device", default=None)
-    pt.add_argument("--parts", nargs="+", default=["sweep", "scratch"], choices=["sweep", "scratch"])
     tr = sub.add_parser("train", help="train one recipe (with overrides); save state dict + metrics")
     tr.add_argument("name", choices=["shapes_localizer", "shapes_quick_localizer"])
     tr.add_argument("--out", required=True, help="path of the .pt file (metrics go beside it as .json)")
@@ -378,18 +340,6 @@ def main(argv: list[str] | None = None) -> int:
     from ...device import get_device
 
     device = torch.device(args.device) if args.device else get_device()
-    if args.cmd == "sweep":
-        result = alpha_sweep(_override(SWEEP_SETTINGS, args.set), device, progress=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.out}")
-        return 0
-    if args.cmd == "pretrained":
-        out = Path(args.out)
-        result = json.loads(out.read_text()) if out.is_file() else {}
-        result.update(pretrained_comparison(PRETRAINED_SETTINGS, device, progress=True, parts=tuple(args.parts)))
-        out.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {out}; best alpha {result.get('best_alpha')}")
-        return 0
     quick = args.name == "shapes_quick_localizer"
     settings = _override(QUICK_SETTINGS if quick else LOCALIZER_SETTINGS, args.set)
     model = (_build_quick if quick else _build_localizer)(settings)
