@@ -162,8 +162,8 @@ def test_he_init_variance_matches_kaiming_formula():
     conv = he_init(nn.Sequential(nn.Conv2d(64, 256, 3)))[0]
     fan_in = 64 * 3 * 3
     # N(0, 2 / fan_in): the sample variance of 147k weights is within a few percent of it
-    assert abs(float(conv.weight.var()) / (2 / fan_in) - 1) < 0.03
-    assert float(conv.bias.abs().max()) == 0.0
+    assert abs(float(conv.weight.detach().var()) / (2 / fan_in) - 1) < 0.03
+    assert float(conv.bias.detach().abs().max()) == 0.0
     default = nn.Conv2d(64, 256, 3)  # PyTorch's default: variance 1 / (3 fan_in)
     assert abs(float(default.weight.var()) / (1 / (3 * fan_in)) - 1) < 0.03
 
