@@ -5,7 +5,8 @@
 2. Inference of the zoo's ``shapes_gap`` classifier with its BN layers vs with them folded into the
    convolutions (``course_lib.batchnorm.fold_model``): prints the speed-up.
 
-Usage: ``python benchmarks/batchnorm.py [--device cpu|cuda] [--repeat N]``. Medians of ``--repeat`` runs.
+Usage: ``python benchmarks/batchnorm.py [--device cpu|cuda] [--repeat N]``. Medians of ``--repeat`` runs after a
+warm-up, the two networks timed alternately on the same batch; on the CPU with one thread, two, and all of them.
 """
 
 from __future__ import annotations
@@ -72,11 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"BN forward+backward (64, 32, 32, 32), training mode: course_lib {ours * 1e3:.2f} ms, "
           f"torch {ref * 1e3:.2f} ms, ratio course_lib/torch = {ours / ref:.2f}")
 
-    res = bench_folding(device, args.repeat)
-    print(f"shapes_gap inference on 64 images (max logit difference {res.pop('max logit difference'):.1e}):")
-    for what, (t_bn, t_folded) in res.items():
-        print(f"  {what}: with BN {t_bn * 1e3:.2f} ms, folded {t_folded * 1e3:.2f} ms, "
-              f"speed-up = {t_bn / t_folded:.2f}x")
+    threads = torch.get_num_threads()
+    for n in sorted({1, min(2, threads), threads}) if device.type == "cpu" else [threads]:
+        torch.set_num_threads(n)
+        res = bench_folding(device, args.repeat)
+        print(f"shapes_gap inference on 64 images, {n} thread(s) "
+              f"(max logit difference {res.pop('max logit difference'):.1e}):")
+        for what, (t_bn, t_folded) in res.items():
+            print(f"  {what}: with BN {t_bn * 1e3:.2f} ms, folded {t_folded * 1e3:.2f} ms, "
+                  f"speed-up = {t_bn / t_folded:.2f}x")
+    torch.set_num_threads(threads)
     return 0
 
 
