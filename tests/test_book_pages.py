@@ -292,8 +292,9 @@ def textbook_problems(browser) -> list[str]:
         if not caption or not re.match(r"Fig\.? ?\d", caption.strip()):
             problems.append(f"figure {src} has no numbered caption (caption={caption!r})")
     scrolling = browser.execute_script("""
-        return [...document.querySelectorAll('main pre')].filter(p => p.scrollWidth > p.clientWidth + 1)
-            .map(p => p.innerText.split('\\n').find(l => l.length > 88) || p.innerText.slice(0, 80));""")
+        return [...document.querySelectorAll('main pre')]
+            .filter(p => p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
+            .map(p => p.innerText.split(String.fromCharCode(10)).reduce((a, b) => b.length > a.length ? b : a, ''));""")
     if scrolling:
         problems.append(f"{len(scrolling)} code block(s) scroll sideways, e.g. {scrolling[:2]}")
     monospace_tables = browser.execute_script("""
