@@ -24,6 +24,11 @@ UNCLEAN = {
     "output_truncated": "outputs were too large",
     "sandbox_violation": "the submission tried to touch files or programs outside its folder",
     "hidden_leak_redacted": "outputs quoting hidden tests were removed",
+    "cpu_limit": "the kernel used up its CPU time and was stopped",
+    "memory_limit": "a cell ran out of memory (MemoryError at the memory limit)",
+    "process_limit": "a cell hit the limit on processes (fork refused)",
+    "disk_limit": "a cell filled its disk space (no space left / file too large)",
+    "output_limit": "a cell printed past the output limit and was stopped",
     "unit_crashed": "the grading unit crashed or every worker that ran it died; nothing was recorded for it "
                     "(rerun to grade it)",
 }
@@ -48,6 +53,8 @@ class GradingJob:
     scratch: str | None = None
     notes: tuple[str, ...] = ()  # found while collecting (a renamed notebook)
     flags: tuple[str, ...] = ()
+    sandbox: bool = True  # run the kernel inside bubblewrap (False: --no-sandbox, the tripwire alone)
+    limits: dict | None = None  # course_lib.grading._bwrap.Limits fields (None: the defaults)
 
 
 @dataclass
