@@ -112,6 +112,7 @@ class ClassReport:
     warnings: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)  # students whose saved verdict was kept (not graded again)
     where: str | None = None  # the dask cluster, in words
+    sandboxed: bool = True  # every kernel ran in bubblewrap (False: --no-sandbox)
 
     @property
     def unclean(self) -> list[SubmissionResult]:
@@ -126,6 +127,9 @@ class ClassReport:
         how = self.where or (f"{self.workers} worker(s)" if self.workers else "the given executor")
         lines = [f"Graded {n - kept} submission(s) of {self.assignment} in {self.seconds:.1f} s with {how} "
                  f"({per:.1f} s per notebook)."]
+        if not self.sandboxed:
+            lines.append("Graded WITHOUT a sandbox (--no-sandbox): the notebooks ran with this user's access to "
+                         "files and the network, behind the audit-hook tripwire only.")
         if kept:
             lines.append(f"Kept the saved verdicts of {kept} submission(s) graded by an earlier run (unchanged "
                          f"notebook, source and settings; --regrade grades them again).")

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -211,10 +212,42 @@ def _violations(log_text: str, result: SubmissionResult) -> None:
                         f"blocked {len(blocked)} attempt(s) to reach outside the submission: {shown[:600]}")
 
 
+def _limits(job: GradingJob):
+    from ._bwrap import Limits
+
+    return Limits(**(job.limits or {}))
+
+
+def _limit_flags(out: dict, job: GradingJob, result: SubmissionResult) -> None:
+    """Name the limits a submission ran into, from the kernel's exit status and its cells' errors."""
+    limits = _limits(job)
+    if 128 + signal.SIGXCPU in [c for c in out.get("kernel_exits", []) if c is not None]:
+        result.add_flag("cpu_limit", f"the kernel used more than its {limits.cpu_seconds} s of CPU time and was "
+                                     f"stopped")
+    if out.get("output_capped"):
+        cells = ", ".join(f"cell {i + 1}" for i in out["output_capped"])
+        result.add_flag("output_limit", f"{cells} printed more than {limits.cell_output_chars:,} characters while "
+                                        f"running and {'was' if len(out['output_capped']) == 1 else 'were'} stopped")
+    errors = " | ".join(out.get("errors", []))
+    for flag, words, what in (
+        ("memory_limit", ("MemoryError",), f"the {(limits.memory_bytes or 0) >> 20} MiB memory limit"),
+        ("process_limit", ("BlockingIOError", "Resource temporarily unavailable"),
+         f"the limit of {limits.processes} processes"),
+        ("disk_limit", ("No space left on device", "File too large"),
+         f"the {(limits.disk_bytes or 0) >> 20} MiB disk limit"),
+    ):
+        if any(w in errors for w in words):
+            result.add_flag(flag, f"a cell ran into {what}")
+
+
 def _failure(out: dict, job: GradingJob, result: SubmissionResult) -> None:
     text = f"{out.get('error', '')}\n{out.get('log', '')}"
     result.log_tail = text[-4000:]
-    if "DeadKernelError" in text or "Kernel died" in text:
+    _limit_flags(out, job, result)
+    if "cpu_limit" in result.flags:
+        result.status = "kernel_died"
+        result.notes.append("not graded automatically")
+    elif "DeadKernelError" in text or "Kernel died" in text:
         result.status = "kernel_died"
         result.notes.append("the kernel died while running the notebook (os._exit, a crash or running out of "
                             "memory); not graded automatically")
@@ -247,6 +280,7 @@ def _collect(out: dict, unit: Path, job: GradingJob, result: SubmissionResult) -
                                         f"limit and were interrupted")
     if out.get("errors"):
         result.add_flag("cell_errors", "errors: " + " | ".join(out["errors"][:4]))
+    _limit_flags(out, job, result)
     if out.get("truncated"):
         result.add_flag("output_truncated", f"outputs of {out['truncated']} cell(s) were too large (over "
                                             f"{job.max_output_chars:,} characters or nbgrader's line limit) and were cut")
@@ -260,7 +294,8 @@ def _collect(out: dict, unit: Path, job: GradingJob, result: SubmissionResult) -
         source = nbformat.read(unit / "source" / name / f"{name}.ipynb", as_version=4)
         release = nbformat.read(unit / "release" / name / f"{name}.ipynb", as_version=4)
         text = page.read_text()
-        if _feedback.leaks(_feedback.html_text(text), _feedback.secret_lines(source, release)):
+        if _feedback.leaks(_feedback.html_text(text), _feedback.secret_lines(source, release),
+                           _feedback.public_lines(release)):
             result.add_flag("hidden_leak_redacted",
                             "the rendered feedback quoted hidden tests and was replaced by a summary")
             text = _feedback.verdict_page(job.student, name, result.status, result.score, result.max_score,
