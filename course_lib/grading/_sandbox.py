@@ -130,6 +130,14 @@ def install(settings: dict | str | None = None) -> bool:
                     refuse(f"writing {target}")
             finally:
                 busy[0] = False
+        elif event in ("os.listdir", "os.scandir") and args and args[0] is not None:
+            target = resolve(args[0], None)
+            if target is not None and _inside(target, deny) and not _inside(target, allow):
+                busy[0] = True
+                try:
+                    refuse(f"listing {target}")
+                finally:
+                    busy[0] = False
         elif event == "sqlite3.connect":
             target = str(args[0]) if args else ""
             if target and target != ":memory:" and not target.startswith("file::memory"):

@@ -150,7 +150,7 @@ def _run(job: GradingJob, unit: Path, workdir: Path, ipc: Path) -> bool:
     hidden = sorted({str(unit.parent), str(unit), *job.deny})
     fonts = _font_caches()
     if job.sandbox:
-        hook = _sandbox.config([str(workdir), "/tmp", str(ipc)], hidden, str(ipc / "tripwire.log"), mode="report")
+        hook = _sandbox.config([str(workdir), str(ipc)], hidden, str(ipc / "tripwire.log"), mode="report")
         env = {"MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython"}
         kernel = {"jail": True, "uid": _bwrap.unit_uid(unit.name), "env": env,
                   "extra_ro": [(str(f), f"/tmp/matplotlib/{f.name}") for f in fonts]}
@@ -310,6 +310,6 @@ def _student_notes(result: SubmissionResult) -> list[str]:
     """The notes as the student sees them (the grader's paths stay with the instructor)."""
     notes = [n for n in result.notes if not n.startswith("blocked ")]
     if "sandbox_violation" in result.flags:
-        notes.append("your notebook tried to read or change files or start programs outside its own folder; this "
-                     "was blocked and reported to your instructor")
+        notes.append("your notebook tried to reach files outside its own folder (the course's or other students'); "
+                     "they were not there for it, and the attempt was reported to your instructor")
     return notes
