@@ -65,7 +65,7 @@ EXPECTED = {
     "empty_file": V("ungradable", 0, frozenset({"empty"}), says="empty"),
     "huge_output": V("graded", 6, frozenset({"output_truncated"}), says="too large"),
     "kernel_killed": V("kernel_died", 0, says="kernel died"),
-    "hostile_write": V("graded", 6, frozenset({"sandbox_violation"}), says="gradebook.db"),
+    "hostile_write": V("graded", 6, frozenset({"sandbox_violation"}), says="gradebook.db"),  # tried, reported
     "missing_import": V("graded", 4, frozenset({"cell_errors"}), clean=True, says="numpy_softmax_helpers"),
     "stripped_metadata": V("graded", 6, frozenset({"missing_grade_cells", "missing_answer_cells"}), says="restored"),
 }
@@ -350,16 +350,16 @@ def corpus_graded_locally(tmp_path_factory) -> types.SimpleNamespace:
     shutil.copytree(CORPUS / "source", course / "source")
     before = (course / "source" / NAME / f"{NAME}.ipynb").read_bytes()
     targets = [str(course / "gradebook.db"), str(course / "source" / NAME / f"{NAME}.ipynb")]
-    old = os.environ.get("GRADING_CORPUS_TARGETS")
-    os.environ["GRADING_CORPUS_TARGETS"] = json.dumps(targets)
+    old = os.environ.get("COURSE_CORPUS_TARGETS")
+    os.environ["COURSE_CORPUS_TARGETS"] = json.dumps(targets)
     try:
         report = grade_class(CORPUS / "submitted", NAME, course=course, workers=2, cell_timeout=CELL_TIMEOUT,
                              timeout=240, progress=False, template=template)
     finally:
         if old is None:
-            os.environ.pop("GRADING_CORPUS_TARGETS")
+            os.environ.pop("COURSE_CORPUS_TARGETS")
         else:
-            os.environ["GRADING_CORPUS_TARGETS"] = old
+            os.environ["COURSE_CORPUS_TARGETS"] = old
     run = types.SimpleNamespace(course=course, report=report, results=report.by_student(), source_before=before)
     _CORPUS_RUNS["graded"] = run
     return run
@@ -449,8 +449,9 @@ def test_hostile_submission_changed_nothing(graded):
     tampered.unlink(missing_ok=True)
     assert not written
     notes = " ".join(graded.results["hostile_write"].notes)
-    for attempt in ("writing", "reading", "opening the database", "starting a program"):
+    for attempt in ("reading", "opening the database"):  # in the jail: reported; writing there finds no file
         assert attempt in notes
+    assert "starting a program" not in notes  # a program started in the jail is harmless, and not a violation
     page = (graded.course / "feedback" / "hostile_write" / NAME / f"{NAME}.html").read_text()
     assert str(graded.course) not in page and "reported to your instructor" in page
 

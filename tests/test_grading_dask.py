@@ -146,8 +146,8 @@ def dask_course(tmp_path_factory) -> Path:
 def cluster(dask_course):
     """Two worker processes; they inherit the hostile submission's targets in this run's course folder."""
     targets = [str(dask_course / "gradebook.db"), str(dask_course / "source" / NAME / f"{NAME}.ipynb")]
-    old = os.environ.get("GRADING_CORPUS_TARGETS")
-    os.environ["GRADING_CORPUS_TARGETS"] = json.dumps(targets)
+    old = os.environ.get("COURSE_CORPUS_TARGETS")
+    os.environ["COURSE_CORPUS_TARGETS"] = json.dumps(targets)
     cluster = client = None
     try:
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -157,9 +157,9 @@ def cluster(dask_course):
         yield types.SimpleNamespace(cluster=cluster, client=client, address=cluster.scheduler_address)
     finally:
         if old is None:
-            os.environ.pop("GRADING_CORPUS_TARGETS", None)
+            os.environ.pop("COURSE_CORPUS_TARGETS", None)
         else:
-            os.environ["GRADING_CORPUS_TARGETS"] = old
+            os.environ["COURSE_CORPUS_TARGETS"] = old
         if client is not None:
             client.close()
         if cluster is not None:

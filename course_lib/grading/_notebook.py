@@ -57,7 +57,8 @@ def read_notebook(data: bytes | str | Path) -> NotebookNode:
     try:
         raw = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise NotebookProblem("invalid_json", f"the file is not valid JSON ({exc.msg}; line {exc.lineno}, "
+        where = "" if exc.msg.endswith(" at") else " at"  # "Unterminated string starting at" names its place
+        raise NotebookProblem("invalid_json", f"the file is not valid JSON ({exc.msg}{where} line {exc.lineno}, "
                                               f"column {exc.colno})") from None
     import nbformat
 

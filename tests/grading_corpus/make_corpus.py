@@ -262,10 +262,10 @@ def submissions(release: nbformat.NotebookNode, source: nbformat.NotebookNode) -
 
 # ---------------------------------------------------------------------------------------- the hostile class
 # Each attack is one extra cell after the imports of an otherwise correct notebook. It learns where everything
-# is from $COURSE_CORPUS_TARGETS (a JSON object the test sets: the worst case, a student who knows the paths):
+# is from $COURSE_HOSTILE_TARGETS (a JSON object the test sets: the worst case, a student who knows the paths):
 # "classmate" (a classmate's submitted notebook), "solutions" (the instructor's source notebook), "gradebook",
 # "server" ([host, port] of a TCP server the test runs), "grader_pid" (the grading process).
-_TARGETS = "import json, os\nT = json.loads(os.environ.get('COURSE_CORPUS_TARGETS', '{}'))\n"
+_TARGETS = "import json, os\nT = json.loads(os.environ.get('COURSE_HOSTILE_TARGETS', '{}'))\n"
 ATTACKS = {
     "reads_classmate": _TARGETS + """
 classmate = T.get("classmate", "")
