@@ -143,11 +143,22 @@ def dask_course(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(dask_course):
-    """Two worker processes; they inherit the hostile submission's targets in this run's course folder."""
+def dask_hostile(tmp_path_factory):
+    """The hostile class's course folder for the cluster (its targets go into the workers' environment)."""
+    from tests.test_grading_sandbox import hostile_course
+
+    ns = hostile_course(tmp_path_factory.mktemp("dask_hostile"))
+    yield ns
+    ns.server.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(dask_course, dask_hostile):
+    """Two worker processes; they inherit the hostile submissions' targets in this run's course folders."""
     targets = [str(dask_course / "gradebook.db"), str(dask_course / "source" / NAME / f"{NAME}.ipynb")]
-    old = os.environ.get("COURSE_CORPUS_TARGETS")
+    saved = {k: os.environ.get(k) for k in ("COURSE_CORPUS_TARGETS", *dask_hostile.env)}
     os.environ["COURSE_CORPUS_TARGETS"] = json.dumps(targets)
+    os.environ.update(dask_hostile.env)
     cluster = client = None
     try:
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -156,10 +167,11 @@ def cluster(dask_course):
         client.wait_for_workers(2, timeout=120)
         yield types.SimpleNamespace(cluster=cluster, client=client, address=cluster.scheduler_address)
     finally:
-        if old is None:
-            os.environ.pop("COURSE_CORPUS_TARGETS", None)
-        else:
-            os.environ["COURSE_CORPUS_TARGETS"] = old
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
         if client is not None:
             client.close()
         if cluster is not None:
@@ -174,6 +186,38 @@ def dask_graded(cluster, dask_course, template):
                          timeout=240, progress=False, template=template)
     return types.SimpleNamespace(report=report, results=report.by_student(), course=dask_course,
                                  pids_before=before, pids_after=client.run(os.getpid))
+
+
+# ------------------------------------------------------------------------------------- the hostile class
+@pytest.fixture(scope="module")
+def dask_hostile_graded(cluster, dask_hostile, template):
+    from tests.test_grading_sandbox import grade_hostile
+
+    before = cluster.client.run(os.getpid)
+    run = grade_hostile(dask_hostile, template, scheduler=cluster.client)
+    run.pids_before, run.pids_after = before, cluster.client.run(os.getpid)
+    return run
+
+
+@pytest.mark.slow
+def test_dask_grades_the_hostile_class_like_the_local_pool(dask_hostile_graded, tmp_path_factory):
+    from tests.test_grading_sandbox import (
+        HOSTILE_EXPECTED,
+        check_hostile_verdict,
+        check_no_secret_escaped,
+        hostile_graded_locally,
+    )
+
+    local = hostile_graded_locally(tmp_path_factory)
+    assert sorted(dask_hostile_graded.results) == sorted(local.results) == sorted(HOSTILE_EXPECTED)
+    for kind in HOSTILE_EXPECTED:
+        check_hostile_verdict(dask_hostile_graded, kind)
+        got, ref = dask_hostile_graded.results[kind], local.results[kind]
+        assert (got.status, got.score, sorted(got.flags), got.clean) == (ref.status, ref.score, sorted(ref.flags),
+                                                                         ref.clean), kind
+    check_no_secret_escaped(dask_hostile_graded)
+    assert dask_hostile_graded.hits == [] and dask_hostile_graded.report.warnings == []
+    assert dask_hostile_graded.pids_after == dask_hostile_graded.pids_before  # no worker was killed or replaced
 
 
 # ------------------------------------------------------------------------------------- same answers
