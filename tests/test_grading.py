@@ -453,7 +453,8 @@ def test_hostile_submission_changed_nothing(graded):
         assert attempt in notes
     assert "starting a program" not in notes  # a program started in the jail is harmless, and not a violation
     page = (graded.course / "feedback" / "hostile_write" / NAME / f"{NAME}.html").read_text()
-    assert str(graded.course) not in page and "reported to your instructor" in page
+    # the grader's own note (which paths it tried) stays with the instructor; the student reads the plain words
+    assert "attempt(s) to reach outside" not in page and "reported to your instructor" in page
 
 
 @pytest.mark.slow
@@ -520,8 +521,10 @@ def test_corpus_is_what_make_corpus_builds(template, tmp_path):
         sys.path.remove(str(CORPUS))
     built = make_corpus.build(tmp_path, template)
     assert (tmp_path / "source" / NAME / f"{NAME}.ipynb").read_bytes() == SOURCE_NB.read_bytes()
-    for kind, (filename, data) in built.items():
-        assert (CORPUS / "submitted" / kind / NAME / filename).read_bytes() == data, kind
+    for kind, (filename, data) in built.items():  # "hostile/<kind>" for the hostile class
+        where = CORPUS / kind if kind.startswith("hostile/") else CORPUS / "submitted" / kind
+        assert (where / NAME / filename).read_bytes() == data, kind
+    assert sum(k.startswith("hostile/") for k in built) == len(list((CORPUS / "hostile").iterdir())) >= 14
 
 
 # ------------------------------------------------------------------------------------ slow: the self-check
