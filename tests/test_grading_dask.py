@@ -30,7 +30,15 @@ import pytest
 from course_lib.grading import _dask, grade_class
 from course_lib.grading.__main__ import main as cli
 from course_lib.grading.classgrade import UNIT_ENV, GradingJob, _Journal
-from tests.test_grading import CELL_TIMEOUT, CORPUS, EXPECTED, NAME, corpus_graded_locally, corpus_template
+from tests.test_grading import (
+    CELL_TIMEOUT,
+    CORPUS,
+    EXPECTED,
+    NAME,
+    corpus_graded_locally,
+    corpus_template,
+    require_sandbox,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = CORPUS / "source"
@@ -155,6 +163,7 @@ def dask_hostile(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster(dask_course, dask_hostile):
     """Two worker processes; they inherit the hostile submissions' targets in this run's course folders."""
+    require_sandbox()
     targets = [str(dask_course / "gradebook.db"), str(dask_course / "source" / NAME / f"{NAME}.ipynb")]
     saved = {k: os.environ.get(k) for k in ("COURSE_CORPUS_TARGETS", *dask_hostile.env)}
     os.environ["COURSE_CORPUS_TARGETS"] = json.dumps(targets)
@@ -352,6 +361,7 @@ def test_an_interrupted_batch_resumes_without_grading_twice_and_ends_as_a_clean_
 
 @pytest.mark.slow
 def test_cli_scheduler_local_starts_and_stops_its_own_cluster(template, tmp_path, capsys):
+    require_sandbox()
     students = {"ann": "correct", "ben": "kernel_killed"}
     folder = _flat(tmp_path / "subs", students)
     course = tmp_path / "course"

@@ -372,7 +372,6 @@ def test_hostile_class_reached_nothing_outside(hostile):
             submission = gb.find_submission(NAME, kind)
             assert submission.score == want.score, kind
             assert all(g.manual_score is None for nb in submission.notebooks for g in nb.grades), kind
-    out = hostile.results["kills_parent"]
     page = (hostile.course / "feedback" / "kills_parent" / NAME / f"{NAME}.html").read_text()
     assert "ProcessLookupError" in page or "PermissionError" in page  # it tried, and nothing answered
 

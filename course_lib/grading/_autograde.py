@@ -45,8 +45,13 @@ def _api(root: Path, cell_timeout: float | None = None, kernel: dict | None = No
                                   "traceback": [f"CellTimeoutError: the cell ran longer than {cell_timeout} s"]}
     if kernel is not None:  # a unit: the kernel runs jailed and bounded (see ._kernel)
         from nbconvert.preprocessors import ClearMetadataPreprocessor
-        from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput,
-                                            SaveAutoGrades)
+        from nbgrader.preprocessors import (
+            AssignLatePenalties,
+            CheckCellMetadata,
+            IgnorePattern,
+            LimitOutput,
+            SaveAutoGrades,
+        )
 
         from . import _kernel
 

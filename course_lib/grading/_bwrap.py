@@ -88,7 +88,7 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def available() -> str | None:
     """``None`` when bubblewrap runs the jail on this machine, else why not (with install instructions)."""
     exe = bwrap_path()

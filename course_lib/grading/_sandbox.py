@@ -81,11 +81,11 @@ def install(settings: dict | str | None = None) -> bool:
     log_fd = os.open(settings["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     busy = [False]
     import ctypes.util
-    import types
 
     # ctypes.util.find_library (used by libraries at import) runs ldconfig/gcc/ld/objdump to locate shared
     # libraries: allowed when the call comes from the genuine functions of that module, captured now.
     import platform
+    import types
 
     genuine = frozenset(f.__code__ for m in (ctypes.util, platform) for f in vars(m).values()
                         if isinstance(f, types.FunctionType) and f.__module__ == m.__name__)
