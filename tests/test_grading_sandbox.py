@@ -411,7 +411,16 @@ def test_every_solution_grades_at_full_marks_with_no_flag(assignment, tmp_path):
         pytest.skip(f"bubblewrap: {NO_BWRAP}")
     folder = tmp_path / "submitted"
     folder.mkdir()
-    shutil.copy(REPO / "solutions" / assignment / f"{assignment}.ipynb", folder / "ideal.ipynb")
+    # what a student who solved everything hands in: the release, every answer cell holding the solution
+    source = nbformat.read(REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    ideal = nbformat.read(REPO / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
+    answers = {nbt.grade_id(c): "\n".join(ln for ln in c.source.split("\n") if "### BEGIN SOLUTION" not in ln
+                                          and "### END SOLUTION" not in ln)
+               for c in source.cells if nbt.is_solution(c)}
+    for cell in ideal.cells:
+        if nbt.is_solution(cell):
+            cell.source = answers[nbt.grade_id(cell)]
+    nbformat.write(ideal, folder / "ideal.ipynb")
     course = tmp_path / "course"
     course.mkdir()
     report = grade_class(folder, assignment, course=course, source=REPO / "solutions", workers=1, progress=False)
