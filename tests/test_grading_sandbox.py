@@ -377,26 +377,31 @@ def test_hostile_class_reached_nothing_outside(hostile):
 
 
 @pytest.mark.slow
-def test_the_sandbox_costs_no_verdict_on_a_clean_class(tmp_path_factory, tmp_path):
-    """The correct and wrong submissions of the main corpus grade to the same scores with and without it."""
-    from tests.test_grading import EXPECTED
+def test_the_sandbox_costs_no_verdict_on_a_clean_class(tmp_path_factory, tmp_path, capsys):
+    """A clean class grades to the same verdicts in the sandbox (the API) and without it (``--no-sandbox``)."""
+    from tests.test_grading import EXPECTED, require_sandbox
 
+    require_sandbox()
+    kinds = ("correct", "wrong_answer", "exception", "unmodified")
     folder = tmp_path / "flat"
     folder.mkdir()
-    for kind in ("correct", "wrong_answer", "exception", "unmodified"):
+    for kind in kinds:
         shutil.copy(next((CORPUS / "submitted" / kind / NAME).glob("*.ipynb")), folder / f"{kind}.ipynb")
-    template = corpus_template(tmp_path_factory)
-    runs = {}
-    for sandbox in (True, False):
-        course = tmp_path / f"course-{sandbox}"
+    jailed_course, plain_course = tmp_path / "jailed", tmp_path / "plain"
+    for course in (jailed_course, plain_course):
         course.mkdir()
-        runs[sandbox] = grade_class(folder, NAME, course=course, source=CORPUS / "source", workers=2,
-                                    template=template, sandbox=sandbox)
-    for kind in ("correct", "wrong_answer", "exception", "unmodified"):
-        jailed, plain = runs[True].by_student()[kind], runs[False].by_student()[kind]
-        assert (jailed.status, jailed.score, sorted(jailed.flags)) == (plain.status, plain.score, sorted(plain.flags))
-        assert jailed.score == EXPECTED[kind].score
-    assert "WITHOUT a sandbox" in runs[False].summary() and "WITHOUT a sandbox" not in runs[True].summary()
+    jailed = grade_class(folder, NAME, course=jailed_course, source=CORPUS / "source", workers=2,
+                         template=corpus_template(tmp_path_factory)).by_student()
+    code = cli(["class", str(folder), "--assignment", NAME, "--course", str(plain_course), "--source",
+                str(CORPUS / "source"), "--workers", "2", "--quiet", "--no-sandbox", "--json",
+                str(tmp_path / "plain.json")])
+    out = capsys.readouterr().out
+    assert code == 0 and "Graded WITHOUT a sandbox (--no-sandbox)" in out
+    plain = {r["student"]: r for r in json.loads((tmp_path / "plain.json").read_text())}
+    for kind in kinds:
+        assert (jailed[kind].status, jailed[kind].score, sorted(jailed[kind].flags)) == (
+            plain[kind]["status"], plain[kind]["score"], sorted(plain[kind]["flags"])), kind
+        assert jailed[kind].score == EXPECTED[kind].score
 
 
 # ------------------------------------------------------------------------ slow: every solution, full marks
@@ -432,3 +437,41 @@ def test_every_solution_grades_at_full_marks_with_no_flag(assignment, tmp_path):
     assert "Notes from the grader" not in page and "output removed" not in page
     for cell in result.cells:  # full per-cell feedback: every graded cell is on the page with its points
         assert cell.grade_id in page
+
+
+@pytest.mark.slow
+def test_a_kernel_that_cannot_start_loses_no_score(tmp_path_factory, tmp_path):
+    """A kernel that dies before any of the notebook ran (here: a memory limit too small to start Python's
+    kernel) is the grading machine's fault: no verdict is saved, and the next run grades the submission."""
+    from tests.test_grading import require_sandbox
+
+    require_sandbox()
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    shutil.copy(CORPUS / "submitted" / "correct" / NAME / f"{NAME}.ipynb", folder / "ann.ipynb")
+    course = tmp_path / "course"
+    course.mkdir()
+    report = grade_class(folder, NAME, course=course, source=CORPUS / "source", template=corpus_template(tmp_path_factory),
+                         limits=Limits(memory_bytes=24 << 20))
+    ann = report.by_student()["ann"]
+    assert ann.status == "failed" and "unit_crashed" in ann.flags and "could not start" in ann.reason
+    journal = course / f"{NAME}_graded.jsonl"
+    assert not (course / "feedback").exists() and (not journal.exists() or not journal.read_text().strip())
+    again = grade_class(folder, NAME, course=course, source=CORPUS / "source",
+                        template=corpus_template(tmp_path_factory)).by_student()["ann"]
+    assert again.status == "graded" and again.score == 6 and report.reused == []
+
+
+def test_a_test_cell_that_warned_on_stderr_says_why_it_scored_zero():
+    from nbgrader.utils import determine_grade
+
+    cell = nbformat.v4.new_code_cell("assert score() > 0.9")
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "test_score", "locked": True, "points": 2,
+                                 "solution": False, "schema_version": 3}
+    cell.outputs = [nbformat.from_dict({"output_type": "stream", "name": "stderr",
+                                        "text": "joblib.py:44: UserWarning: [Errno 13] Permission denied\n"})]
+    assert determine_grade(cell) == (0, 2)  # nbgrader's rule, which the message explains
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(cell)
+    verdict = _feedback.cell_verdicts(nb)["test_score"]
+    assert verdict["passed"] is False and "wrote to stderr" in verdict["message"] and "Errno 13" in verdict["message"]

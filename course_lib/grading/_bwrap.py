@@ -11,7 +11,7 @@ Each kernel that runs a student's notebook during class grading starts as ``bwra
   ``submitted/``, ``autograded/``, ``feedback/``), not the grader's scratch folders of other units, not the home
   folder, not the rest of the repository holding ``course_lib``;
 * writable: its working folder (the autograded notebook's folder, a size-limited ``tmpfs`` holding a read-only
-  copy of the files nbgrader put there) and a private ``/tmp`` (another size-limited ``tmpfs``); both vanish with
+  copy of the files nbgrader put there), a private ``/tmp`` and ``/dev/shm`` (size-limited ``tmpfs``); all vanish with
   the kernel, and the grader never reads them. The kernel talks to nbgrader over Unix sockets in one folder of its
   own (``ipc`` transport: TCP would need the network), which also receives the tripwire's report;
 * a clean environment: ``PATH``, ``HOME`` (the working folder), locale and thread settings, ``COURSE_*``
@@ -188,6 +188,9 @@ def kernel_command(command: list[str], cwd: str, ipc_dir: str, limits: Limits, h
         args += ["--ro-bind", path, path]
     size = [] if not limits.disk_bytes else ["--size", str(int(limits.disk_bytes))]
     args += ["--perms", "1777", *size, "--tmpfs", "/tmp"]
+    # POSIX semaphores and shared memory (multiprocessing, joblib: without them joblib warns on stderr, and
+    # nbgrader scores a test cell that wrote to stderr 0)
+    args += ["--perms", "1777", *size, "--tmpfs", "/dev/shm"]
     args += ["--perms", "0755", *size, "--tmpfs", cwd]
     for entry in sorted(os.listdir(cwd)):
         path = os.path.join(cwd, entry)

@@ -74,6 +74,12 @@ def cell_verdicts(nb: NotebookNode) -> dict[str, dict]:
             continue
         error = nbt.error_output(cell)
         if error is None:
+            stderr = [o for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+            if stderr:  # nbgrader scores a test cell that wrote to stderr (a warning) 0: say so
+                first = next((ln.strip() for ln in "".join(stderr[0].get("text", "")).splitlines() if ln.strip()), "")
+                out[gid] = {"passed": False, "hidden": False,
+                            "message": f"the cell wrote to stderr, which nbgrader scores as a failure: {first[:160]}"}
+                continue
             out[gid] = {"passed": True, "hidden": False, "message": ""}
             continue
         regions = nbt.strip_hidden(cell.source)[1]

@@ -244,7 +244,13 @@ def _failure(out: dict, job: GradingJob, result: SubmissionResult) -> None:
     text = f"{out.get('error', '')}\n{out.get('log', '')}"
     result.log_tail = text[-4000:]
     _limit_flags(out, job, result)
-    if "cpu_limit" in result.flags:
+    if "Kernel died before replying to kernel_info" in text or "bubblewrap is not installed" in text:
+        # no student code had run yet: the grading machine could not start a kernel (bubblewrap broken, a
+        # missing kernel). No verdict on the notebook: reported, not saved, graded again by the next run.
+        result.status = "failed"
+        result.add_flag("unit_crashed", "not graded: the kernel could not start on this machine (before any of "
+                                        "the notebook ran); nothing was recorded, rerun to grade it")
+    elif "cpu_limit" in result.flags:
         result.status = "kernel_died"
         result.notes.append("not graded automatically")
     elif "DeadKernelError" in text or "Kernel died" in text:
