@@ -475,3 +475,42 @@ def test_a_test_cell_that_warned_on_stderr_says_why_it_scored_zero():
     nb.cells.append(cell)
     verdict = _feedback.cell_verdicts(nb)["test_score"]
     assert verdict["passed"] is False and "wrote to stderr" in verdict["message"] and "Errno 13" in verdict["message"]
+
+
+REPORT_SCRIPT = r'''
+import json, os, subprocess, sys
+from course_lib.grading._sandbox import config, install
+own, secret, log = sys.argv[1:4]
+install(config([own], [secret], log, mode="report"))
+results = {}
+for label, fn in [("read secret", lambda: open(os.path.join(secret, "key.txt")).read()),
+                  ("list secret", lambda: os.listdir(secret)),
+                  ("write own", lambda: open(os.path.join(own, "ok.txt"), "w").write("x")),
+                  ("program", lambda: subprocess.run(["true"], check=True))]:
+    try:
+        fn()
+        results[label] = "done"
+    except OSError as exc:
+        results[label] = type(exc).__name__
+print(json.dumps(results))
+'''
+
+
+def test_tripwire_in_the_jail_reports_and_refuses_nothing(tmp_path):
+    """Inside bubblewrap the hook only reports attempts on the course's paths (the jail has already hidden
+    them); programs and the kernel's own files are none of its business (matplotlib runs fc-list)."""
+    own, secret = tmp_path / "own", tmp_path / "secret"
+    own.mkdir(), secret.mkdir()
+    (secret / "key.txt").write_text("hidden")
+    log = tmp_path / "log"
+    done = subprocess.run([sys.executable, "-c", REPORT_SCRIPT, str(own), str(secret), str(log)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"read secret": "done", "list secret": "done", "write own": "done",
+                                       "program": "done"}  # outside a jail nothing stops them: report only
+    reported = [json.loads(line)["blocked"] for line in log.read_text().splitlines()]
+    assert reported == [f"reading {secret / 'key.txt'}", f"listing {secret}"]
+    with pytest.raises(ValueError, match="mode must be 'refuse' or 'report', got 'warn'"):
+        from course_lib.grading._sandbox import config
+
+        config([], [], "log", mode="warn")
