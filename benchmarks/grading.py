@@ -65,6 +65,37 @@ def _payload(job: GradingJob) -> int:
     return len(job.data) + len(job.template)
 
 
+def kernel_start_figures(starts: int, scratch: Path) -> None:
+    """What the sandbox adds to one kernel: start it (bubblewrap, the launcher, the tripwire), run one cell,
+    shut it down; jailed and plain in alternation, medians."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from course_lib.grading import _bwrap, _kernel, _sandbox
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(starts):
+        for jail in (False, True):
+            work = scratch / f"kernel{i}{jail}"
+            ipc = Path(tempfile.mkdtemp(prefix="cgk-", dir="/tmp"))
+            work.mkdir()
+            hook = _sandbox.config([str(work), str(ipc)], [str(REPO / "solutions")], str(ipc / "log"),
+                                   mode="report" if jail else "refuse")
+            _kernel.configure({"jail": jail, "ipc_dir": str(ipc), "limits": _bwrap.Limits().as_dict(),
+                               "hidden": [], "uid": _bwrap.unit_uid(work.name), "env": {},
+                               "hook": {"module": _sandbox.__file__, "settings": hook}})
+            nb = nbformat.v4.new_notebook()
+            nb.cells.append(nbformat.v4.new_code_cell("import numpy as np\nprint(np.ones(3).sum())"))
+            t0 = time.perf_counter()
+            NotebookClient(nb, kernel_name="python3", kernel_manager_class=_kernel.JailedKernelManager,
+                           resources={"metadata": {"path": str(work)}}).execute()
+            times[jail].append(time.perf_counter() - t0)
+            shutil.rmtree(ipc, ignore_errors=True)
+    plain, jailed = statistics.median(times[False]), statistics.median(times[True])
+    print(f"  one kernel started, one cell run, shut down ({starts} times each, alternating; {load()}): median "
+          f"{plain:.2f} s plain, {jailed:.2f} s in the sandbox: {1e3 * (jailed - plain):+.0f} ms per notebook")
+
+
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPU(s)"
@@ -131,6 +162,8 @@ def main() -> None:
                                                              "a LocalCluster of 2 worker processes, or 'none'")
     parser.add_argument("--round-trips", type=int, default=20, help="trivial dask tasks timed (default 20)")
     parser.add_argument("--rounds", type=int, default=2, help="batches with and without the sandbox, each (default 2)")
+    parser.add_argument("--kernel-starts", type=int, default=8, help="kernels started with and without the sandbox, "
+                                                                     "each (default 8)")
     args = parser.parse_args()
     print(f"at the start: {load()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,9 +205,11 @@ def main() -> None:
                           f"notebooks = {took / n:.2f} s per notebook, {60 * n / took:.1f} notebooks/min "
                           f"(statuses: {', '.join(statuses)}; {load()})")
             timings[workers] = best[True]
+            change = 100 * (best[True] / best[False] - 1)
             print(f"  {workers} worker(s): {60 * n / best[False]:.1f} notebooks/min without the sandbox, "
-                  f"{60 * n / best[True]:.1f} with it: the sandbox is {100 * (best[True] / best[False] - 1):+.1f} % "
-                  f"slower (best of {args.rounds})")
+                  f"{60 * n / best[True]:.1f} with it: the sandbox is {abs(change):.1f} % "
+                  f"{'slower' if change > 0 else 'faster'} (best of {args.rounds})")
+        kernel_start_figures(args.kernel_starts, scratch)
         dask = dask_figures(args, folder, source, name, template, scratch, n) if args.scheduler != "none" else None
     print(f"at the end: {load()}")
     print(f"seconds per notebook, graded alone: {per_notebook:.1f}")
