@@ -102,6 +102,10 @@ def test_grade_class_rejects_bad_sandbox_arguments(tmp_path):
     with pytest.raises(TypeError, match="sandbox"):
         grade_class(tmp_path, NAME, source=CORPUS / "source", sandbox="yes")
     assert cli(["class", str(tmp_path), "--assignment", NAME, "--memory", "0"]) == 2
+    with pytest.raises(ValueError, match=r"Limits.processes must be positive or None \(no limit\), got 0"):
+        Limits(processes=0)
+    with pytest.raises(TypeError, match="Limits.cpu_seconds must be a whole number or None, got float 1.5"):
+        Limits(cpu_seconds=1.5)
 
 
 def test_leak_check_matches_quoted_hidden_lines_not_visible_lines_that_extend_them():

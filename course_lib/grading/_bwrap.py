@@ -65,6 +65,16 @@ class Limits:
     cell_output_chars: int | None = 10_000_000
     open_files: int | None = 1024
 
+    def __post_init__(self) -> None:
+        for name in ("cpu_seconds", "memory_bytes", "processes", "disk_bytes", "cell_output_chars", "open_files"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Limits.{name} must be a whole number or None, got {type(value).__name__} {value!r}")
+            if value < 1:
+                raise ValueError(f"Limits.{name} must be positive or None (no limit), got {value}")
+
     def launcher(self) -> dict:
         return {"cpu_seconds": self.cpu_seconds, "memory_bytes": self.memory_bytes, "processes": self.processes,
                 "file_bytes": self.disk_bytes, "open_files": self.open_files}
