@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.add_argument("--no-sandbox", action="store_true", help="run kernels without bubblewrap (no isolation: "
                                                                  "only for notebooks you trust; the summary says so)")
-    grade.add_argument("--cpu-time", type=int, default=1800, help="CPU seconds per kernel (default 1800)")
+    grade.add_argument("--cpu-time", type=int, help="CPU seconds per kernel, all its threads (default: --timeout "
+                                                    "times the number of cores, at least 1800)")
     grade.add_argument("--memory", type=int, default=4096, help="MiB of memory per kernel process (default 4096)")
     grade.add_argument("--processes", type=int, default=256, help="processes and threads per kernel (default 256)")
     grade.add_argument("--disk", type=int, default=512, help="MiB a kernel may write, in its folder and in /tmp "
@@ -74,11 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     from .classgrade import GradingInterrupted, Limits, grade_class, result_dict
 
     try:
-        for value, label in ((args.cpu_time, "--cpu-time"), (args.memory, "--memory"), (args.processes, "--processes"),
+        from .classgrade import default_cpu_seconds
+
+        cpu = args.cpu_time if args.cpu_time is not None else default_cpu_seconds(args.timeout)
+        for value, label in ((cpu, "--cpu-time"), (args.memory, "--memory"), (args.processes, "--processes"),
                              (args.disk, "--disk"), (args.max_cell_output, "--max-cell-output")):
             if value < 1:
                 raise ValueError(f"{label} must be a positive number, got {value}")
-        limits = Limits(cpu_seconds=args.cpu_time, memory_bytes=args.memory << 20, processes=args.processes,
+        limits = Limits(cpu_seconds=cpu, memory_bytes=args.memory << 20, processes=args.processes,
                         disk_bytes=args.disk << 20, cell_output_chars=args.max_cell_output)
         report = grade_class(args.submissions, args.assignment, course=args.course, source=args.source,
                              gradebook=args.gradebook, workers=args.workers, scheduler=args.scheduler,

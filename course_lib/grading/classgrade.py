@@ -167,7 +167,7 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
             own submission and the release visible, a read-only system. ``False`` grades behind the audit-hook
             tripwire alone (for notebooks you trust), and the summary says so.
         limits: what one kernel may use (:class:`~course_lib.grading._bwrap.Limits`: CPU time, memory, processes,
-            disk, output per cell); default ``Limits()``.
+            disk, output per cell); default ``Limits()`` with :func:`default_cpu_seconds` of CPU time.
 
     Returns:
         A :class:`ClassReport`; ``report.summary()`` lists every submission that did not grade cleanly.
@@ -203,7 +203,7 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
         check_bool(value, label)
     check_bool(sandbox, "sandbox")
     if limits is None:
-        limits = Limits()
+        limits = Limits(cpu_seconds=default_cpu_seconds(timeout))
     elif not isinstance(limits, Limits):
         raise TypeError(f"limits must be a course_lib.grading.Limits, got {type(limits).__name__}")
     if template is not None and not isinstance(template, bytes):
@@ -298,6 +298,13 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
         report.csv_path = write_csv(course / f"{assignment}_scores.csv", report.results)
     report.seconds = time.monotonic() - start
     return report
+
+
+def default_cpu_seconds(timeout: float) -> int:
+    """CPU time a kernel may use by default: the submission's wall time on every core of this machine (torch
+    runs one thread per core, so a correct notebook may use cores x seconds), and at least 1800 s. The limit
+    is there to stop what the wall-time limit stops late, never to fail a correct notebook."""
+    return max(1800, int(timeout) * (os.cpu_count() or 1))
 
 
 class GradingInterrupted(KeyboardInterrupt):
