@@ -302,7 +302,16 @@ def test_a_worker_killed_while_grading_is_replaced_and_its_submission_graded_onc
     assert sorted(json.loads(line)["student"] for line in lines) == sorted(students)
     # the dead worker's grading process noticed and took its kernel with it; the nanny started a new worker
     _wait_until(lambda: not unit.is_running() or unit.status() == psutil.STATUS_ZOMBIE, "the orphaned unit to exit", 30)
-    _wait_until(lambda: _marked_processes() == [], "no grading process left", 30)
+    try:
+        _wait_until(lambda: _marked_processes() == [], "no grading process left", 30)
+    except AssertionError:
+        left = []
+        for p in _marked_processes():
+            try:
+                left.append((p.pid, p.status(), p.ppid(), p.cmdline()[:6]))
+            except psutil.Error:
+                continue
+        raise AssertionError(f"grading processes left 30 s after their worker died: {left}") from None
     client.wait_for_workers(2, timeout=120)
     assert killed not in client.nthreads()
 

@@ -137,7 +137,13 @@ def _orphan_watch(unit: Path, every: float = 0.5) -> None:
             time.sleep(every)
         from ._processes import UNIT_ENV, kill_leftovers
 
-        kill_leftovers(os.environ.get(UNIT_ENV, unit.name), spare=os.getpid())
+        kernel = sys.modules.get("course_lib.grading._kernel")
+        if kernel is not None:
+            kernel.SETTINGS["stopping"] = True  # no new kernel from here on
+        marker = os.environ.get(UNIT_ENV, unit.name)
+        kill_leftovers(marker, spare=os.getpid())
+        time.sleep(every)  # a sandbox that was starting during the first sweep has its processes by now
+        kill_leftovers(marker, spare=os.getpid())
         shutil.rmtree(unit, ignore_errors=True)
         os._exit(3)
 

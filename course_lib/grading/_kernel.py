@@ -49,6 +49,8 @@ class JailedKernelManager(AsyncKernelManager):
         self.ip = os.path.join(ipc, "k")
 
     def format_kernel_cmd(self, extra_arguments=None):
+        if SETTINGS.get("stopping"):
+            raise RuntimeError("the grading unit is stopping (its caller died): no new kernel")
         cmd = super().format_kernel_cmd(extra_arguments)
         if len(cmd) >= 1 and os.path.basename(cmd[0]).startswith("python"):
             cmd[0] = sys.executable  # the kernel runs the grader's environment, whatever the spec says
