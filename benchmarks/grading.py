@@ -8,6 +8,9 @@ In one run, on the same set of submissions:
 * class throughput with 1 and with 2 workers (``grade_class``), seconds per notebook and notebooks per
   minute, and the 2-worker speed-up (time with 1 / time with 2). A speed-up near 2 needs two free cores: on
   a shared machine it measures the contention as much as the grader;
+* the sandbox's cost: the same batches with every kernel in bubblewrap and with ``sandbox=False``, run in
+  alternation (``--rounds`` times each, the best of each kept), as notebooks per minute and the percentage by
+  which the sandbox is slower (the goal: at most 5 %);
 * the same submissions on a ``dask.distributed`` cluster: a ``LocalCluster`` of 2 worker processes (one
   thread each) started here (its start-up timed apart), or the cluster at ``--scheduler ADDRESS``; its
   throughput against the 2-worker local pool;
@@ -16,7 +19,7 @@ In one run, on the same set of submissions:
   graded one the caller's wall time against the time the unit itself spent on the worker.
 
 The load average is printed at the start and at the end: figures from a busy machine say so. Usage:
-``python benchmarks/grading.py [--copies N] [--assignment NAME --source DIR] [--scheduler ADDRESS]``. By
+``python benchmarks/grading.py [--copies N] [--rounds R] [--assignment NAME --source DIR] [--scheduler ADDRESS|none]``. By
 default it grades ``2 * N`` copies of the grading corpus's correct and wrong-answer submissions
 (``tests/grading_corpus``, numpy only); with ``--assignment`` it grades N copies of that assignment's
 solution and N of its release.
@@ -60,6 +63,37 @@ def submissions(args, scratch: Path) -> tuple[Path, Path, str]:
 def _payload(job: GradingJob) -> int:
     """The trivial task: touches what a grading task carries, does nothing else (sent by value from here)."""
     return len(job.data) + len(job.template)
+
+
+def kernel_start_figures(starts: int, scratch: Path) -> None:
+    """What the sandbox adds to one kernel: start it (bubblewrap, the launcher, the tripwire), run one cell,
+    shut it down; jailed and plain in alternation, medians."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from course_lib.grading import _bwrap, _kernel, _sandbox
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(starts):
+        for jail in (False, True):
+            work = scratch / f"kernel{i}{jail}"
+            ipc = Path(tempfile.mkdtemp(prefix="cgk-", dir="/tmp"))
+            work.mkdir()
+            hook = _sandbox.config([str(work), str(ipc)], [str(REPO / "solutions")], str(ipc / "log"),
+                                   mode="report" if jail else "refuse")
+            _kernel.configure({"jail": jail, "ipc_dir": str(ipc), "limits": _bwrap.Limits().as_dict(),
+                               "hidden": [], "uid": _bwrap.unit_uid(work.name), "env": {},
+                               "hook": {"module": _sandbox.__file__, "settings": hook}})
+            nb = nbformat.v4.new_notebook()
+            nb.cells.append(nbformat.v4.new_code_cell("import numpy as np\nprint(np.ones(3).sum())"))
+            t0 = time.perf_counter()
+            NotebookClient(nb, kernel_name="python3", kernel_manager_class=_kernel.JailedKernelManager,
+                           resources={"metadata": {"path": str(work)}}).execute()
+            times[jail].append(time.perf_counter() - t0)
+            shutil.rmtree(ipc, ignore_errors=True)
+    plain, jailed = statistics.median(times[False]), statistics.median(times[True])
+    print(f"  one kernel started, one cell run, shut down ({starts} times each, alternating; {load()}): median "
+          f"{plain:.2f} s plain, {jailed:.2f} s in the sandbox: {1e3 * (jailed - plain):+.0f} ms per notebook")
 
 
 def load() -> str:
@@ -124,9 +158,12 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=3, help="copies of each kind of submission (default 3)")
     parser.add_argument("--assignment", help="grade this assignment instead of the grading corpus")
     parser.add_argument("--source", default=str(REPO / "solutions"), help="folder holding ASSIGNMENT/ (solutions/)")
-    parser.add_argument("--scheduler", default="local", help="a dask scheduler's address, or 'local' (default) for "
-                                                             "a LocalCluster of 2 worker processes")
+    parser.add_argument("--scheduler", default="local", help="a dask scheduler's address, 'local' (default) for "
+                                                             "a LocalCluster of 2 worker processes, or 'none'")
     parser.add_argument("--round-trips", type=int, default=20, help="trivial dask tasks timed (default 20)")
+    parser.add_argument("--rounds", type=int, default=2, help="batches with and without the sandbox, each (default 2)")
+    parser.add_argument("--kernel-starts", type=int, default=8, help="kernels started with and without the sandbox, "
+                                                                     "each (default 8)")
     args = parser.parse_args()
     print(f"at the start: {load()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,22 +187,35 @@ def main() -> None:
                   f"{result.score:g}/{result.max_score:g}")
         per_notebook = statistics.mean(r.seconds for r in alone)
 
-        timings = {}
+        timings, runs = {}, 0
         for workers in (1, 2):
-            course = scratch / f"course{workers}"
-            course.mkdir()
-            t0 = time.perf_counter()
-            report = grade_class(folder, name, course=course, source=source, workers=workers, template=template,
-                                 progress=False)
-            timings[workers] = time.perf_counter() - t0
-            statuses = sorted({r.status for r in report.results})
-            print(f"  {workers} worker(s): {timings[workers]:.1f} s for {n} notebooks = "
-                  f"{timings[workers] / n:.2f} s per notebook, {60 * n / timings[workers]:.1f} notebooks/min "
-                  f"(statuses: {', '.join(statuses)})")
-        dask = dask_figures(args, folder, source, name, template, scratch, n)
+            best = {}
+            for _ in range(args.rounds):
+                for sandbox in (False, True):
+                    runs += 1
+                    course = scratch / f"course{runs}"
+                    course.mkdir()
+                    t0 = time.perf_counter()
+                    report = grade_class(folder, name, course=course, source=source, workers=workers,
+                                         template=template, progress=False, sandbox=sandbox)
+                    took = time.perf_counter() - t0
+                    best[sandbox] = min(best.get(sandbox, took), took)
+                    statuses = sorted({r.status for r in report.results})
+                    print(f"  {workers} worker(s), {'sandbox   ' if sandbox else 'no sandbox'}: {took:.1f} s for {n} "
+                          f"notebooks = {took / n:.2f} s per notebook, {60 * n / took:.1f} notebooks/min "
+                          f"(statuses: {', '.join(statuses)}; {load()})")
+            timings[workers] = best[True]
+            change = 100 * (best[True] / best[False] - 1)
+            print(f"  {workers} worker(s): {60 * n / best[False]:.1f} notebooks/min without the sandbox, "
+                  f"{60 * n / best[True]:.1f} with it: the sandbox is {abs(change):.1f} % "
+                  f"{'slower' if change > 0 else 'faster'} (best of {args.rounds})")
+        kernel_start_figures(args.kernel_starts, scratch)
+        dask = dask_figures(args, folder, source, name, template, scratch, n) if args.scheduler != "none" else None
     print(f"at the end: {load()}")
     print(f"seconds per notebook, graded alone: {per_notebook:.1f}")
     print(f"2-worker speed-up: {timings[1] / timings[2]:.2f}x (time with 1 worker / time with 2 workers)")
+    if dask is None:
+        return
     print(f"dask cluster vs 2-worker local pool: {timings[2] / dask['batch']:.2f}x the throughput "
           f"(local time / dask time; the cluster's start-up of {dask['start']:.1f} s not included)")
     print(f"dask overhead per task: a trivial round trip is {100 * dask['trivial'] / per_notebook:.2f}% of one "

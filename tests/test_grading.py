@@ -65,7 +65,7 @@ EXPECTED = {
     "empty_file": V("ungradable", 0, frozenset({"empty"}), says="empty"),
     "huge_output": V("graded", 6, frozenset({"output_truncated"}), says="too large"),
     "kernel_killed": V("kernel_died", 0, says="kernel died"),
-    "hostile_write": V("graded", 6, frozenset({"sandbox_violation"}), says="gradebook.db"),
+    "hostile_write": V("graded", 6, frozenset({"sandbox_violation"}), says="gradebook.db"),  # tried, reported
     "missing_import": V("graded", 4, frozenset({"cell_errors"}), clean=True, says="numpy_softmax_helpers"),
     "stripped_metadata": V("graded", 6, frozenset({"missing_grade_cells", "missing_answer_cells"}), says="restored"),
 }
@@ -331,6 +331,15 @@ def test_cli_exit_code_2_for_an_unreadable_notebook(capsys):
 
 
 # ------------------------------------------------------------------------------------ slow: the whole corpus
+def require_sandbox() -> None:
+    """Skip a test that grades a class where bubblewrap cannot run (under CI=true it must: the test then fails)."""
+    from course_lib.grading import _bwrap
+
+    why = _bwrap.available()
+    if why is not None and os.environ.get("CI") != "true":
+        pytest.skip(f"class grading needs bubblewrap: {why}")
+
+
 _CORPUS_RUNS: dict = {}  # built once per session, shared with tests/test_grading_dask.py
 
 
@@ -345,21 +354,22 @@ def corpus_graded_locally(tmp_path_factory) -> types.SimpleNamespace:
     """The whole corpus graded once per session by the local pool (2 workers, a 10 s cell limit)."""
     if "graded" in _CORPUS_RUNS:
         return _CORPUS_RUNS["graded"]
+    require_sandbox()
     template = corpus_template(tmp_path_factory)
     course = tmp_path_factory.mktemp("course")
     shutil.copytree(CORPUS / "source", course / "source")
     before = (course / "source" / NAME / f"{NAME}.ipynb").read_bytes()
     targets = [str(course / "gradebook.db"), str(course / "source" / NAME / f"{NAME}.ipynb")]
-    old = os.environ.get("GRADING_CORPUS_TARGETS")
-    os.environ["GRADING_CORPUS_TARGETS"] = json.dumps(targets)
+    old = os.environ.get("COURSE_CORPUS_TARGETS")
+    os.environ["COURSE_CORPUS_TARGETS"] = json.dumps(targets)
     try:
         report = grade_class(CORPUS / "submitted", NAME, course=course, workers=2, cell_timeout=CELL_TIMEOUT,
                              timeout=240, progress=False, template=template)
     finally:
         if old is None:
-            os.environ.pop("GRADING_CORPUS_TARGETS")
+            os.environ.pop("COURSE_CORPUS_TARGETS")
         else:
-            os.environ["GRADING_CORPUS_TARGETS"] = old
+            os.environ["COURSE_CORPUS_TARGETS"] = old
     run = types.SimpleNamespace(course=course, report=report, results=report.by_student(), source_before=before)
     _CORPUS_RUNS["graded"] = run
     return run
@@ -449,10 +459,12 @@ def test_hostile_submission_changed_nothing(graded):
     tampered.unlink(missing_ok=True)
     assert not written
     notes = " ".join(graded.results["hostile_write"].notes)
-    for attempt in ("writing", "reading", "opening the database", "starting a program"):
+    for attempt in ("reading", "opening the database"):  # in the jail: reported; writing there finds no file
         assert attempt in notes
+    assert "starting a program" not in notes  # a program started in the jail is harmless, and not a violation
     page = (graded.course / "feedback" / "hostile_write" / NAME / f"{NAME}.html").read_text()
-    assert str(graded.course) not in page and "reported to your instructor" in page
+    # the grader's own note (which paths it tried) stays with the instructor; the student reads the plain words
+    assert "attempt(s) to reach outside" not in page and "reported to your instructor" in page
 
 
 @pytest.mark.slow
@@ -484,6 +496,7 @@ def test_merging_adds_to_an_existing_gradebook_and_marks_failures_for_manual_gra
 def test_a_submission_past_its_time_limit_is_stopped(template, tmp_path):
     import psutil
 
+    require_sandbox()
     data = (CORPUS / "submitted" / "correct" / NAME / f"{NAME}.ipynb").read_bytes()
     job = GradingJob("late", NAME, f"{NAME}.ipynb", data, template, timeout=1, cell_timeout=CELL_TIMEOUT,
                      scratch=str(tmp_path))
@@ -519,8 +532,10 @@ def test_corpus_is_what_make_corpus_builds(template, tmp_path):
         sys.path.remove(str(CORPUS))
     built = make_corpus.build(tmp_path, template)
     assert (tmp_path / "source" / NAME / f"{NAME}.ipynb").read_bytes() == SOURCE_NB.read_bytes()
-    for kind, (filename, data) in built.items():
-        assert (CORPUS / "submitted" / kind / NAME / filename).read_bytes() == data, kind
+    for kind, (filename, data) in built.items():  # "hostile/<kind>" for the hostile class
+        where = CORPUS / kind if kind.startswith("hostile/") else CORPUS / "submitted" / kind
+        assert (where / NAME / filename).read_bytes() == data, kind
+    assert sum(k.startswith("hostile/") for k in built) == len(list((CORPUS / "hostile").iterdir())) >= 14
 
 
 # ------------------------------------------------------------------------------------ slow: the self-check

@@ -30,7 +30,15 @@ import pytest
 from course_lib.grading import _dask, grade_class
 from course_lib.grading.__main__ import main as cli
 from course_lib.grading.classgrade import UNIT_ENV, GradingJob, _Journal
-from tests.test_grading import CELL_TIMEOUT, CORPUS, EXPECTED, NAME, corpus_graded_locally, corpus_template
+from tests.test_grading import (
+    CELL_TIMEOUT,
+    CORPUS,
+    EXPECTED,
+    NAME,
+    corpus_graded_locally,
+    corpus_template,
+    require_sandbox,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = CORPUS / "source"
@@ -143,11 +151,23 @@ def dask_course(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(dask_course):
-    """Two worker processes; they inherit the hostile submission's targets in this run's course folder."""
+def dask_hostile(tmp_path_factory):
+    """The hostile class's course folder for the cluster (its targets go into the workers' environment)."""
+    from tests.test_grading_sandbox import hostile_course
+
+    ns = hostile_course(tmp_path_factory.mktemp("dask_hostile"))
+    yield ns
+    ns.server.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(dask_course, dask_hostile):
+    """Two worker processes; they inherit the hostile submissions' targets in this run's course folders."""
+    require_sandbox()
     targets = [str(dask_course / "gradebook.db"), str(dask_course / "source" / NAME / f"{NAME}.ipynb")]
-    old = os.environ.get("GRADING_CORPUS_TARGETS")
-    os.environ["GRADING_CORPUS_TARGETS"] = json.dumps(targets)
+    saved = {k: os.environ.get(k) for k in ("COURSE_CORPUS_TARGETS", *dask_hostile.env)}
+    os.environ["COURSE_CORPUS_TARGETS"] = json.dumps(targets)
+    os.environ.update(dask_hostile.env)
     cluster = client = None
     try:
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -156,10 +176,11 @@ def cluster(dask_course):
         client.wait_for_workers(2, timeout=120)
         yield types.SimpleNamespace(cluster=cluster, client=client, address=cluster.scheduler_address)
     finally:
-        if old is None:
-            os.environ.pop("GRADING_CORPUS_TARGETS", None)
-        else:
-            os.environ["GRADING_CORPUS_TARGETS"] = old
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
         if client is not None:
             client.close()
         if cluster is not None:
@@ -174,6 +195,38 @@ def dask_graded(cluster, dask_course, template):
                          timeout=240, progress=False, template=template)
     return types.SimpleNamespace(report=report, results=report.by_student(), course=dask_course,
                                  pids_before=before, pids_after=client.run(os.getpid))
+
+
+# ------------------------------------------------------------------------------------- the hostile class
+@pytest.fixture(scope="module")
+def dask_hostile_graded(cluster, dask_hostile, template):
+    from tests.test_grading_sandbox import grade_hostile
+
+    before = cluster.client.run(os.getpid)
+    run = grade_hostile(dask_hostile, template, scheduler=cluster.client)
+    run.pids_before, run.pids_after = before, cluster.client.run(os.getpid)
+    return run
+
+
+@pytest.mark.slow
+def test_dask_grades_the_hostile_class_like_the_local_pool(dask_hostile_graded, tmp_path_factory):
+    from tests.test_grading_sandbox import (
+        HOSTILE_EXPECTED,
+        check_hostile_verdict,
+        check_no_secret_escaped,
+        hostile_graded_locally,
+    )
+
+    local = hostile_graded_locally(tmp_path_factory)
+    assert sorted(dask_hostile_graded.results) == sorted(local.results) == sorted(HOSTILE_EXPECTED)
+    for kind in HOSTILE_EXPECTED:
+        check_hostile_verdict(dask_hostile_graded, kind)
+        got, ref = dask_hostile_graded.results[kind], local.results[kind]
+        assert (got.status, got.score, sorted(got.flags), got.clean) == (ref.status, ref.score, sorted(ref.flags),
+                                                                         ref.clean), kind
+    check_no_secret_escaped(dask_hostile_graded)
+    assert dask_hostile_graded.hits == [] and dask_hostile_graded.report.warnings == []
+    assert dask_hostile_graded.pids_after == dask_hostile_graded.pids_before  # no worker was killed or replaced
 
 
 # ------------------------------------------------------------------------------------- same answers
@@ -249,7 +302,16 @@ def test_a_worker_killed_while_grading_is_replaced_and_its_submission_graded_onc
     assert sorted(json.loads(line)["student"] for line in lines) == sorted(students)
     # the dead worker's grading process noticed and took its kernel with it; the nanny started a new worker
     _wait_until(lambda: not unit.is_running() or unit.status() == psutil.STATUS_ZOMBIE, "the orphaned unit to exit", 30)
-    _wait_until(lambda: _marked_processes() == [], "no grading process left", 30)
+    try:
+        _wait_until(lambda: _marked_processes() == [], "no grading process left", 30)
+    except AssertionError:
+        left = []
+        for p in _marked_processes():
+            try:
+                left.append((p.pid, p.status(), p.ppid(), p.cmdline()[:6]))
+            except psutil.Error:
+                continue
+        raise AssertionError(f"grading processes left 30 s after their worker died: {left}") from None
     client.wait_for_workers(2, timeout=120)
     assert killed not in client.nthreads()
 
@@ -308,6 +370,7 @@ def test_an_interrupted_batch_resumes_without_grading_twice_and_ends_as_a_clean_
 
 @pytest.mark.slow
 def test_cli_scheduler_local_starts_and_stops_its_own_cluster(template, tmp_path, capsys):
+    require_sandbox()
     students = {"ann": "correct", "ben": "kernel_killed"}
     folder = _flat(tmp_path / "subs", students)
     course = tmp_path / "course"

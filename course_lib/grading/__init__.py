@@ -10,7 +10,8 @@ Two entry points, each also a command (``python -m course_lib.grading --help``):
   kernel and which ``make test`` and class grading set too, or under nbgrader).
 * :func:`grade_class` (``python -m course_lib.grading class SUBMISSIONS --assignment NAME --workers N``): the
   instructor's batch. Every submission is autograded by nbgrader in its own process against its own
-  temporary gradebook, with a time limit and a sandbox tripwire; results are merged into the course's
+  temporary gradebook, its kernel jailed by bubblewrap (no network, only its own files, limits on time, CPU,
+  memory, processes, disk and output; ``--no-sandbox`` to do without); results are merged into the course's
   gradebook, with a scores CSV, per-student feedback HTML without hidden tests, a progress bar, and a
   summary of every submission that did not grade cleanly. On a cluster (``--scheduler tcp://HOST:PORT``,
   or ``--scheduler local`` to try it here) every submission is one ``dask.distributed`` task, rescheduled
@@ -25,7 +26,8 @@ nbformat nor nbgrader, so the self-check cell costs nothing where it is skipped.
 
 from .selfcheck import SELF_CHECK_ENV, CellResult, SelfCheckReport, check_notebook, self_check
 
-_LAZY = {"ClassReport", "GradingInterrupted", "GradingJob", "SubmissionResult", "grade_class", "grade_submission"}
+_LAZY = {"ClassReport", "GradingInterrupted", "GradingJob", "Limits", "SubmissionResult", "grade_class",
+         "grade_submission"}
 
 __all__ = ["SELF_CHECK_ENV", "CellResult", "SelfCheckReport", "check_notebook", "self_check", *sorted(_LAZY)]
 

@@ -50,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "restoring them (reported either way)")
     grade.add_argument("--json", help="also write every verdict to this JSON file")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.add_argument("--no-sandbox", action="store_true", help="run kernels without bubblewrap (no isolation: "
+                                                                 "only for notebooks you trust; the summary says so)")
+    grade.add_argument("--cpu-time", type=int, help="CPU seconds per kernel, all its threads (default: --timeout "
+                                                    "times the number of cores, at least 1800)")
+    grade.add_argument("--memory", type=int, default=4096, help="MiB of memory per kernel process (default 4096)")
+    grade.add_argument("--processes", type=int, default=256, help="processes and threads per kernel (default 256)")
+    grade.add_argument("--disk", type=int, default=512, help="MiB a kernel may write, in its folder and in /tmp "
+                                                             "each (default 512)")
+    grade.add_argument("--max-cell-output", type=int, default=10_000_000, help="characters one cell may print "
+                                                                               "before it is stopped (default 1e7)")
 
     args = parser.parse_args(argv)
     if args.cmd == "check":
@@ -62,14 +72,23 @@ def main(argv: list[str] | None = None) -> int:
         print(report.format())
         return report.exit_code
 
-    from .classgrade import GradingInterrupted, grade_class, result_dict
+    from .classgrade import GradingInterrupted, Limits, grade_class, result_dict
 
     try:
+        from .classgrade import default_cpu_seconds
+
+        cpu = args.cpu_time if args.cpu_time is not None else default_cpu_seconds(args.timeout)
+        for value, label in ((cpu, "--cpu-time"), (args.memory, "--memory"), (args.processes, "--processes"),
+                             (args.disk, "--disk"), (args.max_cell_output, "--max-cell-output")):
+            if value < 1:
+                raise ValueError(f"{label} must be a positive number, got {value}")
+        limits = Limits(cpu_seconds=cpu, memory_bytes=args.memory << 20, processes=args.processes,
+                        disk_bytes=args.disk << 20, cell_output_chars=args.max_cell_output)
         report = grade_class(args.submissions, args.assignment, course=args.course, source=args.source,
                              gradebook=args.gradebook, workers=args.workers, scheduler=args.scheduler,
                              timeout=args.timeout, cell_timeout=args.cell_timeout, max_output_chars=args.max_output,
                              restore_missing=not args.no_restore, progress=not args.quiet, regrade=args.regrade,
-                             connect_timeout=args.connect_timeout)
+                             connect_timeout=args.connect_timeout, sandbox=not args.no_sandbox, limits=limits)
     except (OSError, ValueError, TypeError, ImportError, RuntimeError) as exc:  # OSError: ConnectionError, files
         print(f"error: {exc}", file=sys.stderr)
         return 2

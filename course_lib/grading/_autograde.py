@@ -30,7 +30,7 @@ from . import _feedback  # noqa: E402
 from . import _notebook as nbt  # noqa: E402
 
 
-def _api(root: Path, cell_timeout: float | None = None):
+def _api(root: Path, cell_timeout: float | None = None, kernel: dict | None = None):
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
@@ -43,6 +43,21 @@ def _api(root: Path, cell_timeout: float | None = None):
         c.ExecutePreprocessor.timeout = int(max(1, cell_timeout))
     c.Execute.error_on_timeout = {"ename": "CellTimeoutError", "evalue": f"the cell ran longer than {cell_timeout} s",
                                   "traceback": [f"CellTimeoutError: the cell ran longer than {cell_timeout} s"]}
+    if kernel is not None:  # a unit: the kernel runs jailed and bounded (see ._kernel)
+        from nbconvert.preprocessors import ClearMetadataPreprocessor
+        from nbgrader.preprocessors import (
+            AssignLatePenalties,
+            CheckCellMetadata,
+            IgnorePattern,
+            LimitOutput,
+            SaveAutoGrades,
+        )
+
+        from . import _kernel
+
+        _kernel.configure(kernel)
+        c.Autograde.autograde_preprocessors = [_kernel.BoundedExecute, IgnorePattern, ClearMetadataPreprocessor,
+                                               LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
     return NbGraderAPI(config=c)
 
 
@@ -62,10 +77,13 @@ def grade_unit(unit: Path) -> dict:
     spec = json.loads((unit / "unit.json").read_text())
     name, student = spec["assignment"], spec["student"]
     started = time.monotonic()
-    api = _api(unit, spec["cell_timeout"])
+    api = _api(unit, spec["cell_timeout"], spec.get("kernel"))
     result = api.autograde(name, student, force=True)
+    from . import _kernel
+
     out: dict = {"success": bool(result["success"]), "error": str(result.get("error") or ""),
-                 "log": str(result.get("log") or "")[-30000:], "autograde_seconds": time.monotonic() - started}
+                 "log": str(result.get("log") or "")[-30000:], "autograde_seconds": time.monotonic() - started,
+                 "kernel_exits": _kernel.exit_codes(), "output_capped": sorted(set(_kernel.EVENTS["capped"]))}
     notebook = unit / "autograded" / student / name / f"{name}.ipynb"
     if not out["success"] or not notebook.is_file():
         out["success"] = False
@@ -119,7 +137,13 @@ def _orphan_watch(unit: Path, every: float = 0.5) -> None:
             time.sleep(every)
         from ._processes import UNIT_ENV, kill_leftovers
 
-        kill_leftovers(os.environ.get(UNIT_ENV, unit.name), spare=os.getpid())
+        kernel = sys.modules.get("course_lib.grading._kernel")
+        if kernel is not None:
+            kernel.SETTINGS["stopping"] = True  # no new kernel from here on
+        marker = os.environ.get(UNIT_ENV, unit.name)
+        kill_leftovers(marker, spare=os.getpid())
+        time.sleep(every)  # a sandbox that was starting during the first sweep has its processes by now
+        kill_leftovers(marker, spare=os.getpid())
         shutil.rmtree(unit, ignore_errors=True)
         os._exit(3)
 

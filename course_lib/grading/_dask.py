@@ -107,21 +107,30 @@ def worker_environment() -> dict:
     """What a worker grades with (run on each worker by :func:`probe`)."""
     from jupyter_client.kernelspec import find_kernel_specs
 
+    from ._bwrap import available
+
     return {"course-lib": importlib.metadata.version("course-lib"), "nbgrader": importlib.metadata.version("nbgrader"),
-            "python": "{}.{}".format(*sys.version_info[:2]), "python3 kernel": "python3" in find_kernel_specs()}
+            "python": "{}.{}".format(*sys.version_info[:2]), "python3 kernel": "python3" in find_kernel_specs(),
+            "bubblewrap": available()}
 
 
-def probe(client) -> list[str]:
-    """Check every worker can grade (raises ``RuntimeError`` naming the workers that cannot) and return a
-    warning for each one whose versions differ from the caller's (its verdicts could differ)."""
+def probe(client, sandbox: bool = True) -> list[str]:
+    """Check every worker can grade (raises ``RuntimeError`` naming the workers that cannot: no ``python3``
+    kernel, or, with ``sandbox``, no working bubblewrap) and return a warning for each one whose versions differ
+    from the caller's (its verdicts could differ)."""
     answers = client.run(worker_environment, on_error="return")
     mine = worker_environment()
+    mine.pop("bubblewrap")
     broken, warnings = [], []
     for address, got in sorted(answers.items()):
         if isinstance(got, BaseException):
             broken.append(f"{address}: {type(got).__name__}: {got}")
-        elif not got["python3 kernel"]:
+            continue
+        why = got.pop("bubblewrap", "an older course_lib that cannot run the sandbox")
+        if not got["python3 kernel"]:
             broken.append(f"{address}: no Jupyter kernel named python3 (python -m ipykernel install --user)")
+        elif sandbox and why is not None:
+            broken.append(f"{address}: {why}")
         elif got != mine:
             warnings.append(f"worker {address} grades with {got}, this machine has {mine}: verdicts may differ")
     if broken:

@@ -22,7 +22,7 @@ _MIN_SECRET = 12  # hidden lines shorter than this ("assert ok") are too generic
 
 def secret_lines(source: NotebookNode, release: NotebookNode) -> set[str]:
     """The distinctive lines of every hidden-test region of the source (not also visible in the release)."""
-    public = {ln.strip() for c in release.cells for ln in c.source.split("\n")}
+    public = public_lines(release)
     out = set()
     for cell in source.cells:
         lines = cell.source.split("\n")
@@ -34,10 +34,35 @@ def secret_lines(source: NotebookNode, release: NotebookNode) -> set[str]:
     return out
 
 
-def leaks(text: str, secrets: set[str]) -> list[str]:
-    """The secret lines that occur in ``text`` (whitespace-insensitive)."""
-    flat = " ".join(text.split())
-    return [s for s in secrets if " ".join(s.split()) in flat]
+def _line_key(line: str) -> str:
+    return " ".join(line.split())
+
+
+def public_lines(release: NotebookNode) -> set[str]:
+    """Every line of the release (what students see), for :func:`leaks`."""
+    return {ln.strip() for c in release.cells for ln in c.source.split("\n") if ln.strip()}
+
+
+def leaks(text: str, secrets: set[str], public: set[str] | frozenset = frozenset()) -> list[str]:
+    """The secret lines that ``text`` quotes (whitespace-insensitive), line by line. An occurrence inside a
+    visible line of the release that contains the secret (``assert x == y, "message"`` shown to students,
+    against the hidden ``assert x == y``) is not a leak: those visible lines are masked out first."""
+    keys = {s: _line_key(s) for s in secrets}
+    covering = {s: [p for p in map(_line_key, public) if k in p] for s, k in keys.items()}
+    found = []
+    for line in text.splitlines():
+        line = _line_key(line)
+        if not line:
+            continue
+        for s, k in keys.items():
+            if s in found or k not in line:
+                continue
+            masked = line
+            for p in covering[s]:
+                masked = masked.replace(p, " ")
+            if k in masked:
+                found.append(s)
+    return found
 
 
 def cell_verdicts(nb: NotebookNode) -> dict[str, dict]:
@@ -49,6 +74,12 @@ def cell_verdicts(nb: NotebookNode) -> dict[str, dict]:
             continue
         error = nbt.error_output(cell)
         if error is None:
+            stderr = [o for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+            if stderr:  # nbgrader scores a test cell that wrote to stderr (a warning) 0: say so
+                first = next((ln.strip() for ln in "".join(stderr[0].get("text", "")).splitlines() if ln.strip()), "")
+                out[gid] = {"passed": False, "hidden": False,
+                            "message": f"the cell wrote to stderr, which nbgrader scores as a failure: {first[:160]}"}
+                continue
             out[gid] = {"passed": True, "hidden": False, "message": ""}
             continue
         regions = nbt.strip_hidden(cell.source)[1]
@@ -86,8 +117,9 @@ def sanitize(nb: NotebookNode, release: NotebookNode, secrets: set[str], max_cha
                     "traceback": [verdict["message"] or error.get("ename", "Error")]}))
             changed["graded_outputs_reduced"] += 1
     nbt.cap_outputs(nb, max_chars)
+    public = public_lines(release)
     for cell in nb.cells:
-        if cell.cell_type == "code" and leaks(nbt.output_text(cell), secrets):
+        if cell.cell_type == "code" and leaks(nbt.output_text(cell), secrets, public):
             cell.outputs = [nbformat.from_dict({"output_type": "stream", "name": "stderr",
                                                     "text": "output removed by the grader: it quoted hidden tests\n"})]
             changed["redacted"] += 1

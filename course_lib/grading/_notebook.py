@@ -57,7 +57,8 @@ def read_notebook(data: bytes | str | Path) -> NotebookNode:
     try:
         raw = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise NotebookProblem("invalid_json", f"the file is not valid JSON ({exc.msg} at line {exc.lineno}, "
+        where = "" if exc.msg.endswith(" at") else " at"  # "Unterminated string starting at" names its place
+        raise NotebookProblem("invalid_json", f"the file is not valid JSON ({exc.msg}{where} line {exc.lineno}, "
                                               f"column {exc.colno})") from None
     import nbformat
 
@@ -275,8 +276,14 @@ def describe_error(error: NotebookNode, source: str, line: int | None) -> str:
     return " ".join(text.split())[:240]
 
 
+#: Rich outputs that are pictures, not text: never cut by the text cap (a figure's PNG is 100k+ characters of
+#: base64). A runaway cell is bounded while it runs instead (``Limits.cell_output_chars``).
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml", "image/webp", "application/pdf")
+
+
 def cap_outputs(nb: NotebookNode, max_chars: int) -> list[int]:
-    """Cut every output's text to ``max_chars`` characters in place; return the indices of the cells cut."""
+    """Cut every output's text to ``max_chars`` characters in place; return the indices of the cells cut.
+    Images (:data:`IMAGE_MIMES`) are not text and are left whole."""
     cut = []
     for index, cell in enumerate(nb.cells):
         changed = False
@@ -294,6 +301,8 @@ def cap_outputs(nb: NotebookNode, max_chars: int) -> list[int]:
             elif out.get("output_type") in ("execute_result", "display_data"):
                 data = out.get("data", {})
                 for mime in list(data):
+                    if mime in IMAGE_MIMES:
+                        continue
                     value = data[mime]
                     text = "".join(value) if isinstance(value, list) else str(value)
                     if len(text) > max_chars:

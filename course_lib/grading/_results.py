@@ -24,6 +24,11 @@ UNCLEAN = {
     "output_truncated": "outputs were too large",
     "sandbox_violation": "the submission tried to touch files or programs outside its folder",
     "hidden_leak_redacted": "outputs quoting hidden tests were removed",
+    "cpu_limit": "the kernel used up its CPU time and was stopped",
+    "memory_limit": "a cell ran out of memory (MemoryError at the memory limit)",
+    "process_limit": "a cell hit the limit on processes (fork refused)",
+    "disk_limit": "a cell filled its disk space (no space left / file too large)",
+    "output_limit": "a cell printed past the output limit and was stopped",
     "unit_crashed": "the grading unit crashed or every worker that ran it died; nothing was recorded for it "
                     "(rerun to grade it)",
 }
@@ -48,6 +53,8 @@ class GradingJob:
     scratch: str | None = None
     notes: tuple[str, ...] = ()  # found while collecting (a renamed notebook)
     flags: tuple[str, ...] = ()
+    sandbox: bool = True  # run the kernel inside bubblewrap (False: --no-sandbox, the tripwire alone)
+    limits: dict | None = None  # course_lib.grading._bwrap.Limits fields (None: the defaults)
 
 
 @dataclass
@@ -105,6 +112,7 @@ class ClassReport:
     warnings: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)  # students whose saved verdict was kept (not graded again)
     where: str | None = None  # the dask cluster, in words
+    sandboxed: bool = True  # every kernel ran in bubblewrap (False: --no-sandbox)
 
     @property
     def unclean(self) -> list[SubmissionResult]:
@@ -119,6 +127,9 @@ class ClassReport:
         how = self.where or (f"{self.workers} worker(s)" if self.workers else "the given executor")
         lines = [f"Graded {n - kept} submission(s) of {self.assignment} in {self.seconds:.1f} s with {how} "
                  f"({per:.1f} s per notebook)."]
+        if not self.sandboxed:
+            lines.append("Graded WITHOUT a sandbox (--no-sandbox): the notebooks ran with this user's access to "
+                         "files and the network, behind the audit-hook tripwire only.")
         if kept:
             lines.append(f"Kept the saved verdicts of {kept} submission(s) graded by an earlier run (unchanged "
                          f"notebook, source and settings; --regrade grades them again).")

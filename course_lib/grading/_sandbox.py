@@ -1,20 +1,24 @@
-"""A tripwire for the kernels that run students' code during class grading (PEP 578 audit hooks).
+"""The tripwire of grading kernels: a PEP 578 audit hook that reports (and, without bubblewrap, refuses)
+attempts to reach the course's protected files.
 
-Class grading starts each kernel with an IPython startup file that calls :func:`install` before any student
-code runs. From then on, in that kernel:
+Class grading's launcher (``_launch.py``) calls :func:`install` in the kernel's process before any student code
+runs. The hook has two modes:
 
-* writing, renaming, deleting or creating anything outside the kernel's own working folder and private
-  temporary folder (the ``allow_write`` paths, which win over ``deny``) raises ``PermissionError`` (so a submission cannot touch the course's source, gradebook,
-  the library the tests compare against, or another student's grading folder);
-* opening, or connecting ``sqlite3`` to, the protected paths at all (the instructor's source with its hidden
-  tests, the gradebooks, other submissions) raises ``PermissionError``;
-* starting programs (``subprocess``, ``os.system``, ``os.exec*``, ``os.posix_spawn``) raises ``PermissionError``,
-  except the standard library's own shared-library lookup (``ctypes.util.find_library`` runs ``ldconfig``,
-  ``gcc`` or ``ld``; torch and matplotlib call it at import).
+* ``report`` (inside bubblewrap, the default): the jail already makes the course's files invisible and the
+  file system read-only, so the hook changes nothing a notebook can do. It only *reports*: every attempt to
+  open, change or connect ``sqlite3`` to a protected path (the course's source with solutions and hidden tests,
+  the gradebook, other submissions, ``autograded/`` and ``feedback/``: real paths outside the jail, which a
+  student could only know by guessing) is logged, and the grader flags the submission ``sandbox_violation``,
+  so the instructor learns that a notebook *tried* (the jail alone would just answer "no such file"). It does
+  not look at programs started or writes elsewhere: both are harmless in the jail (matplotlib runs ``fc-list``).
+* ``refuse`` (``--no-sandbox``, the only guard then): as above, and the attempt raises ``PermissionError``;
+  also writing, renaming or deleting anything outside the kernel's own folders (the ``allow_write`` paths,
+  which win over ``deny``), and starting programs (``subprocess``, ``os.system``, ``os.exec*``,
+  ``os.posix_spawn``) except the standard library's own shared-library lookup (``ctypes.util.find_library``).
 
-Every refusal is appended to a log file whose descriptor was opened before student code ran; the grader
-reads it and reports the submission. An audit hook cannot be removed from Python code, but it is a tripwire,
-not a jail (``ctypes`` can get around it): grade untrusted submissions in a container for real isolation.
+Every report is appended to a log file opened before student code ran. An audit hook cannot be removed from
+Python code, but it is a tripwire, not a jail: ``ctypes`` calls ``open``/``read`` without raising an audit event,
+and a notebook can truncate the log. The jail is what protects; the hook is what tells.
 """
 
 from __future__ import annotations
@@ -46,9 +50,12 @@ def _inside(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def config(allow_write: list[str], deny: list[str], log: str) -> str:
-    """The JSON the grader puts in ``$COURSE_GRADING_SANDBOX`` for :func:`install`."""
-    return json.dumps({"allow_write": [str(p) for p in allow_write], "deny": [str(p) for p in deny], "log": str(log)})
+def config(allow_write: list[str], deny: list[str], log: str, mode: str = "refuse") -> dict:
+    """The settings :func:`install` takes (``mode``: ``"refuse"`` or ``"report"``)."""
+    if mode not in ("refuse", "report"):
+        raise ValueError(f"mode must be 'refuse' or 'report', got {mode!r}")
+    return {"allow_write": [str(p) for p in allow_write], "deny": [str(p) for p in deny], "log": str(log),
+            "mode": mode}
 
 
 def install(settings: dict | str | None = None) -> bool:
@@ -68,24 +75,28 @@ def install(settings: dict | str | None = None) -> bool:
         if not settings.strip():
             return False
         settings = json.loads(settings)
+    report_only = settings.get("mode", "refuse") == "report"
     allow = tuple(_real(p) for p in [*settings["allow_write"], os.devnull])
     deny = tuple(_real(p) for p in settings["deny"])
     log_fd = os.open(settings["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     busy = [False]
     import ctypes.util
-    import types
 
     # ctypes.util.find_library (used by libraries at import) runs ldconfig/gcc/ld/objdump to locate shared
     # libraries: allowed when the call comes from the genuine functions of that module, captured now.
-    genuine = frozenset(f.__code__ for f in vars(ctypes.util).values()
-                        if isinstance(f, types.FunctionType) and f.__module__ == "ctypes.util")
+    import platform
+    import types
+
+    genuine = frozenset(f.__code__ for m in (ctypes.util, platform) for f in vars(m).values()
+                        if isinstance(f, types.FunctionType) and f.__module__ == m.__name__)
 
     def refuse(what: str) -> None:
         try:
             os.write(log_fd, (json.dumps({"blocked": what}) + "\n").encode())
         except OSError:
             pass
-        raise PermissionError(f"course grading sandbox: {what} is not allowed")
+        if not report_only:
+            raise PermissionError(f"course grading sandbox: {what} is not allowed")
 
     def resolve(path, dir_fd) -> str | None:
         if isinstance(path, int):
@@ -115,17 +126,25 @@ def install(settings: dict | str | None = None) -> bool:
                 own = _inside(target, allow)
                 if _inside(target, deny) and not own:
                     refuse(f"{'writing' if writing else 'reading'} {target}")
-                if writing and not own:
+                if writing and not own and not report_only:
                     refuse(f"writing {target}")
             finally:
                 busy[0] = False
+        elif event in ("os.listdir", "os.scandir") and args and args[0] is not None:
+            target = resolve(args[0], None)
+            if target is not None and _inside(target, deny) and not _inside(target, allow):
+                busy[0] = True
+                try:
+                    refuse(f"listing {target}")
+                finally:
+                    busy[0] = False
         elif event == "sqlite3.connect":
             target = str(args[0]) if args else ""
             if target and target != ":memory:" and not target.startswith("file::memory"):
                 busy[0] = True
                 try:
                     real = resolve(target.removeprefix("file:").split("?")[0], None)
-                    if real is not None and not _inside(real, allow):
+                    if real is not None and not _inside(real, allow) and (not report_only or _inside(real, deny)):
                         refuse(f"opening the database {real}")
                 finally:
                     busy[0] = False
@@ -137,11 +156,11 @@ def install(settings: dict | str | None = None) -> bool:
                         continue
                     dir_fd = args[fd_at] if fd_at is not None and fd_at < len(args) else None
                     target = resolve(args[path_at], dir_fd)
-                    if target is not None and not _inside(target, allow):
+                    if target is not None and not _inside(target, allow) and (not report_only or _inside(target, deny)):
                         refuse(f"{event} on {target}")
             finally:
                 busy[0] = False
-        elif event in _SPAWN:
+        elif event in _SPAWN and not report_only:
             busy[0] = True
             try:
                 if not _library_lookup(event, args, genuine):
@@ -153,11 +172,12 @@ def install(settings: dict | str | None = None) -> bool:
     return True
 
 
-_LOOKUP_TOOLS = {"ldconfig", "gcc", "cc", "ld", "objdump", "dump"}
+_LOOKUP_TOOLS = {"ldconfig", "gcc", "cc", "ld", "objdump", "dump", "uname"}
 
 
 def _library_lookup(event: str, args: tuple, genuine: frozenset) -> bool:
-    """Is this ``subprocess.Popen`` the standard library's shared-library lookup (``ctypes.util``)?"""
+    """Is this ``subprocess.Popen`` the standard library's own probe: the shared-library lookup of ``ctypes.util``
+    or ``platform``'s ``uname -p``?"""
     if event != "subprocess.Popen" or not args:
         return False
     program = args[0] if args[0] else (args[1][0] if len(args) > 1 and args[1] else "")
@@ -171,11 +191,3 @@ def _library_lookup(event: str, args: tuple, genuine: frozenset) -> bool:
             return True
         frame = frame.f_back
     return False
-
-
-STARTUP = '''# Installed by course_lib.grading: the audit-hook tripwire for graded kernels (see course_lib/grading/_sandbox.py).
-from course_lib.grading._sandbox import install as _course_grading_install
-
-_course_grading_install()
-del _course_grading_install
-'''

@@ -5,7 +5,7 @@ a zipped scratch course: source, release, gradebook) and hands it to :func:`grad
 pool of threads (each driving one grading process), on any ``concurrent.futures.Executor``, or on a
 ``dask.distributed`` cluster (``scheduler=``, one task per submission, see :mod:`course_lib.grading._dask`).
 Each unit unpacks its own course folder, checks the notebook, runs ``nbgrader autograde`` in a child process
-with a hard time limit behind a sandbox tripwire (:mod:`course_lib.grading._sandbox`), renders feedback
+with a hard time limit, its kernel jailed by bubblewrap (:mod:`course_lib.grading._bwrap`), renders feedback
 without hidden tests, and returns a :class:`SubmissionResult`. The caller saves each result as it arrives:
 ``autograded/`` and ``feedback/`` in nbgrader's layout, the course's gradebook, and one line in the
 assignment's journal (``<assignment>_graded.jsonl``), so an interrupted batch resumes where it stopped; at
@@ -36,8 +36,9 @@ from pathlib import Path
 import nbformat
 
 from .._checks.scalars import check_bool, check_int, check_seconds
-from . import _feedback
+from . import _bwrap, _feedback
 from . import _notebook as nbt
+from ._bwrap import Limits
 from ._gradebook import Guard, merge, write_csv, write_files
 from ._journal import JOURNAL_SUFFIX, Journal, settings_digest, sha256, still_valid
 from ._processes import UNIT_ENV, child_env
@@ -53,7 +54,7 @@ from ._results import (
 )
 from ._unit import grade_submission
 
-__all__ = ["UNCLEAN", "INFO", "UNIT_ENV", "JOURNAL_SUFFIX", "GradingJob", "SubmissionResult", "ClassReport",
+__all__ = ["UNCLEAN", "INFO", "UNIT_ENV", "JOURNAL_SUFFIX", "Limits", "GradingJob", "SubmissionResult", "ClassReport",
            "GradingInterrupted", "find_submissions", "build_template", "grade_submission", "grade_class", "crashed",
            "result_dict"]
 
@@ -128,7 +129,7 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
                 cell_timeout: float = 180, max_output_chars: int = 20_000, restore_missing: bool = True,
                 progress: bool = False, scratch: str | os.PathLike | None = None,
                 template: bytes | None = None, regrade: bool = False, connect_timeout: float = 10,
-                retries: int = 1) -> ClassReport:
+                retries: int = 1, sandbox: bool = True, limits: Limits | None = None) -> ClassReport:
     """Autograde every submission of ``assignment``, each in its own process, and merge the results.
 
     Each verdict is saved as soon as it arrives (files, gradebook, then one line in the journal
@@ -162,6 +163,11 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
         connect_timeout: seconds to reach the dask scheduler and to find a worker there.
         retries: on dask, how many times a task that raised is run again (a task whose worker died is
             rescheduled by dask itself, up to ``distributed.scheduler.allowed-failures`` times).
+        sandbox: run every kernel inside bubblewrap (see :mod:`course_lib.grading._bwrap`): no network, only its
+            own submission and the release visible, a read-only system. ``False`` grades behind the audit-hook
+            tripwire alone (for notebooks you trust), and the summary says so.
+        limits: what one kernel may use (:class:`~course_lib.grading._bwrap.Limits`: CPU time, memory, processes,
+            disk, output per cell); default ``Limits()`` with :func:`default_cpu_seconds` of CPU time.
 
     Returns:
         A :class:`ClassReport`; ``report.summary()`` lists every submission that did not grade cleanly.
@@ -170,6 +176,8 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
         ConnectionError: the dask scheduler cannot be reached (nothing is written), or was lost mid-batch
             (what was saved stays saved).
         GradingInterrupted: a ``KeyboardInterrupt`` during the batch; it says how many verdicts were saved.
+        RuntimeError: ``sandbox`` is on and bubblewrap is missing here (or on a dask worker); the message says
+            how to install it. Nothing is written.
 
     Example:
         >>> report = grade_class("submitted", "02_batch_normalization", workers=4)  # doctest: +SKIP
@@ -193,12 +201,19 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
     check_int(retries, "retries", minimum=0)
     for value, label in ((regrade, "regrade"), (restore_missing, "restore_missing"), (progress, "progress")):
         check_bool(value, label)
+    check_bool(sandbox, "sandbox")
+    if limits is None:
+        limits = Limits(cpu_seconds=default_cpu_seconds(timeout))
+    elif not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a course_lib.grading.Limits, got {type(limits).__name__}")
     if template is not None and not isinstance(template, bytes):
         raise TypeError(f"template must be the bytes returned by build_template, got {type(template).__name__}")
     if scheduler is not None:
         from . import _dask
 
         _dask.check_scheduler(scheduler)
+    elif sandbox and (why := _bwrap.available()) is not None:
+        raise RuntimeError(why)
     course = Path(course).resolve() if course is not None else Path.cwd()
     if source is None:
         source = course / "solutions" if (course / "solutions").is_dir() else course / "source"
@@ -208,12 +223,13 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
     gradebook = Path(gradebook).resolve() if gradebook is not None else course / "gradebook.db"
     submissions = Path(submissions).resolve()
     found = find_submissions(submissions, assignment)
-    report = ClassReport(assignment, [], 0.0, workers if executor is None and scheduler is None else None)
+    report = ClassReport(assignment, [], 0.0, workers if executor is None and scheduler is None else None,
+                         sandboxed=sandbox)
     with ExitStack() as stack:
         client = None
         if scheduler is not None:  # first, so that an unreachable scheduler fails before anything is written
             client, report.where = stack.enter_context(_dask.connect(scheduler, workers, connect_timeout))
-            report.warnings += _dask.probe(client)
+            report.warnings += _dask.probe(client, sandbox=sandbox)
         own_scratch = scratch is None
         scratch = Path(tempfile.mkdtemp(prefix="course-grading-")) if own_scratch else Path(scratch)
         scratch.mkdir(parents=True, exist_ok=True)
@@ -221,7 +237,7 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
             stack.callback(shutil.rmtree, scratch, ignore_errors=True)
         journal = Journal(course / f"{assignment}{JOURNAL_SUFFIX}")
         settings = settings_digest(source / assignment, float(timeout), float(cell_timeout), int(max_output_chars),
-                                    bool(restore_missing))
+                                    bool(restore_missing), bool(sandbox), sorted(limits.as_dict().items()))
         saved = {} if regrade else still_valid(journal.load(), settings, gradebook, course, assignment)
         todo, early, kept = [], [], []
         for f in found:
@@ -248,7 +264,7 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
                 if f.renamed_from else ([], [])
             jobs.append(GradingJob(f.student, assignment, f.path.name, data, template, timeout,
                                    cell_timeout, max_output_chars, restore_missing, deny, f.timestamp,
-                                   str(scratch), tuple(renamed[1]), tuple(renamed[0])))
+                                   str(scratch), tuple(renamed[1]), tuple(renamed[0]), sandbox, limits.as_dict()))
         digests = {job.student: sha256(job.data) for job in jobs}
         if client is not None:
             arriving = _dask.results(jobs, client, progress, retries)
@@ -282,6 +298,13 @@ def grade_class(submissions: str | os.PathLike, assignment: str, *, course: str 
         report.csv_path = write_csv(course / f"{assignment}_scores.csv", report.results)
     report.seconds = time.monotonic() - start
     return report
+
+
+def default_cpu_seconds(timeout: float) -> int:
+    """CPU time a kernel may use by default: the submission's wall time on every core of this machine (torch
+    runs one thread per core, so a correct notebook may use cores x seconds), and at least 1800 s. The limit
+    is there to stop what the wall-time limit stops late, never to fail a correct notebook."""
+    return max(1800, int(timeout) * (os.cpu_count() or 1))
 
 
 class GradingInterrupted(KeyboardInterrupt):

