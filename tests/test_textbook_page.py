@@ -15,7 +15,7 @@ import pytest
 
 from course_lib._book import REPO
 
-TEXTBOOK_CHAPTERS = ["01_preprocessing"]
+TEXTBOOK_CHAPTERS = ["01_preprocessing", "09_evaluating_explanations"]
 CHAPTERS = sorted(p.stem for p in (REPO / "chapters").glob("[0-9]*.md"))
 MAX_COLUMNS = 88
 HIDDEN_TAGS = {"remove-cell", "remove-input", "hide-input"}
