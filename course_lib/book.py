@@ -138,7 +138,7 @@ def table(rows: list[list[Any]], header: list[str], caption: str | None = None, 
 
 def _numeric(value: Any) -> bool:
     try:
-        float(str(value).replace("%", "").replace("±", "").split()[0].replace("−", "-"))
+        float(str(value).replace("%", "").replace(",", "").split()[0].replace("−", "-"))
     except (ValueError, IndexError):
         return False
     return True

@@ -26,6 +26,7 @@ import pytest
 
 from course_lib._book import REPO
 from course_lib._bookcheck import launch_targets
+from tests.test_textbook_page import TEXTBOOK_CHAPTERS
 
 HTML = REPO / "_build" / "html"
 CACHE = REPO / "_build" / ".jupyter_cache"
@@ -258,6 +259,10 @@ def test_page_as_a_reader_sees_it(page, site, browser):
     if errors:
         problems.append(f"console errors: {errors[:3]}")
 
+    # The textbook page (CONTRIBUTING.md): chapters converted to it are checked as a reader sees them.
+    if page.startswith("chapters/") and Path(page).name in TEXTBOOK_CHAPTERS:
+        problems += textbook_problems(browser)
+
     # Exercise pages show the exercise as released: no solution, no hidden test.
     if page.startswith("exercises/"):
         text = browser.execute_script("return document.body.innerText")
@@ -270,6 +275,41 @@ def test_page_as_a_reader_sees_it(page, site, browser):
 
     _screenshot(browser, SCREENSHOTS / f"{page.replace('/', '__')}.png")
     assert not problems, f"{page}: " + "; ".join(problems)
+
+
+def textbook_problems(browser) -> list[str]:
+    """Figures numbered, captioned and described; code blocks that fit the column; a linked reference list."""
+    problems = []
+    figures = browser.execute_script("""
+        return [...document.querySelectorAll('main .cell_output img')].map(im => {
+            const fig = im.closest('figure');
+            const cap = fig && fig.querySelector('figcaption');
+            return [im.getAttribute('alt') || '', cap ? cap.innerText : null, im.getAttribute('src')];
+        });""")
+    for alt, caption, src in figures:
+        if len(alt.strip()) < 20 or re.search(r"\.(png|jpe?g|svg)$", alt.strip()) or "/" in alt:
+            problems.append(f"figure {src} has no descriptive alt text (alt={alt!r})")
+        if not caption or not re.match(r"Fig\.? ?\d", caption.strip()):
+            problems.append(f"figure {src} has no numbered caption (caption={caption!r})")
+    scrolling = browser.execute_script("""
+        return [...document.querySelectorAll('main pre')]
+            .filter(p => p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
+            .map(p => p.innerText.split(String.fromCharCode(10)).reduce((a, b) => b.length > a.length ? b : a, ''));""")
+    if scrolling:
+        problems.append(f"{len(scrolling)} code block(s) scroll sideways, e.g. {scrolling[:2]}")
+    monospace_tables = browser.execute_script("""
+        return [...document.querySelectorAll('main .cell_output pre')].filter(
+            p => (p.innerText.match(/\\n/g) || []).length >= 3 && / {3,}\\S+ {3,}\\S/.test(p.innerText)).length;""")
+    if monospace_tables:
+        problems.append(f"{monospace_tables} output(s) look like a table printed as text: use course_lib.book.table")
+    links = browser.execute_script("""
+        const refs = document.querySelector('main .bibliography, main #references');
+        return refs ? [...refs.querySelectorAll('a[href]')].map(a => a.href) : null;""")
+    if links is None:
+        problems.append("no reference list")
+    elif not any(re.search(r"doi\.org|arxiv\.org|https?://", href) for href in links):
+        problems.append("the reference list has no links to the papers")
+    return problems
 
 
 def test_search_finds_a_word_of_chapter_1(site, browser):
