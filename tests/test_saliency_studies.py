@@ -70,9 +70,8 @@ def test_localization_study_structure():
     assert r["shortcut_error"] < 1e-3
 
 
-@pytest.mark.parametrize("name", ["faithfulness_lite0", "faithfulness_lite0_b"])
-def test_faithfulness_study_structure(name):
-    stored = _stored(name)
+def test_faithfulness_study_structure():
+    stored = _stored("faithfulness_lite0")
     s, r = stored.settings, stored.results
     n = s["n_items"]
     assert len(r["items"]) == len(set(r["items"])) == n and len(r["fractions"]) == s["n_steps"] + 1
@@ -82,11 +81,6 @@ def test_faithfulness_study_structure(name):
         assert len(row["insertion"]) == (n if method in s["insertion_methods"] else 0)
         # every deletion curve starts at the intact image's probability
         assert all(abs(c[0] - p) < 1e-4 for c, p in zip(row["deletion"], r["p_image"], strict=True))
-
-
-def test_faithfulness_shards_are_disjoint():
-    a, b = _stored("faithfulness_lite0"), _stored("faithfulness_lite0_b")
-    assert not set(a.results["items"]) & set(b.results["items"])
 
 
 def test_sanity_study_structure():

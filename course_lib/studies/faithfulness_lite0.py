@@ -12,9 +12,9 @@ only: on these images the blurred shape is still recognized, so insertion cannot
 shows it on these two). The chapter computes the areas, the means and the paired intervals from the file.
 
 Every point of a curve is a forward pass of the whole network, :math:`n - 1` per map and image besides the
-shared ends. The study is split in shards of items (this module: items ``first`` … ``first + n_items − 1``;
-:mod:`.faithfulness_lite0_b` the next ones), each about 30 minutes on the two-core CPU shared by four users
-(about 45 s per item).
+shared ends. ``first`` and ``n_items`` select the items, so that more can be added as further shards (another module
+calling :func:`study` with the next ``first``). 50 items took 66 minutes on the two-core CPU shared by four
+users (about 80 s per item; about a quarter of that on an idle machine).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def study(first: int, name: str) -> Study:
         settings=settings,
         quick={**settings, "n_items": 4},
         run=run,
-        minutes=30,
+        minutes=30,  # at the usual load; 66 were measured under a load of 6-11 on two cores
         atol=2e-5,  # probabilities of the same float32 passes, rounded to 6 decimals
         rtol=1e-4,
     )
