@@ -82,7 +82,8 @@ def test_earlier_layer_keeps_more_of_the_image():
     """The recorded held-out PSNR is what the checkpoints give now, and features.9 keeps more than features."""
     from course_lib import zoo
     from course_lib.data import ShapesDataset
-    from course_lib.zoo.recipes.decoder import LayerInversion, psnr
+    from course_lib.saliency.metrics import psnr
+    from course_lib.zoo.recipes.decoder import LayerInversion
 
     settings = zoo.info("shapes_gap_decoder")["settings"]
     x = ShapesDataset(settings["n_test"], seed=settings["test_seed"]).images  # the recipes' held-out images
@@ -235,7 +236,7 @@ def test_layer_inversion_trains_only_the_decoder():
 def test_psnr_and_ssim_match_scikit_image():
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    from course_lib.zoo.recipes.decoder import psnr, ssim
+    from course_lib.saliency.metrics import psnr, ssim
 
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)

@@ -317,3 +317,29 @@ def test_shared_curves_rejects_a_bare_tensor():
 
     with pytest.raises(TypeError, match="dict"):
         deletion_insertion_curves(SmallCNN(num_classes=5, width=8), torch.rand(1, 3, 16, 16), torch.rand(1, 16, 16))
+
+
+from course_lib.saliency import metrics  # noqa: E402
+
+
+def test_mask_iou_equals_sklearn_jaccard_per_image():
+    from sklearn.metrics import jaccard_score
+
+    g = torch.Generator().manual_seed(0)
+    maps, masks = torch.rand(5, 9, 7, generator=g), torch.rand(5, 9, 7, generator=g) > 0.6
+    per_image = metrics.mask_iou(maps, masks, 0.4, reduction="none")
+    expected = [jaccard_score(m.flatten().numpy(), (s >= 0.4).flatten().numpy()) for s, m in zip(maps, masks, strict=True)]
+    assert torch.allclose(per_image.double(), torch.tensor(expected, dtype=torch.float64), atol=1e-6)
+    assert metrics.mask_iou(maps, masks, 0.4) == pytest.approx(float(per_image.mean()))
+    empty = torch.zeros(1, 2, 2, dtype=torch.bool)
+    assert metrics.mask_iou(torch.zeros(1, 2, 2), empty, 0.5) == 0.0  # nothing kept, nothing to find
+
+
+def test_mask_iou_bad_input():
+    maps = torch.rand(2, 4, 4)
+    with pytest.raises(TypeError, match="masks"):
+        metrics.mask_iou(maps, torch.zeros(2, 4, 4), 0.5)
+    with pytest.raises(ValueError, match="masks"):
+        metrics.mask_iou(maps, torch.zeros(2, 4, 5, dtype=torch.bool), 0.5)
+    with pytest.raises(ValueError, match="tau"):
+        metrics.mask_iou(maps, torch.zeros(2, 4, 4, dtype=torch.bool), 1.5)

@@ -9,6 +9,8 @@ Every explainer follows one contract (DESIGN.md §3)::
 * :class:`CAM`, :class:`GradCAM`, :class:`GradCAMPlusPlus`, :class:`SmoothGradCAMPlusPlus` — weighted sums of
   one layer's feature maps (:mod:`course_lib.saliency.cam`);
 * :class:`LayerCAM` — per-position weights, the positive gradient (:mod:`course_lib.saliency.layercam`);
+* :class:`GuidedBackprop`, :class:`GuidedGradCAM` — the input gradient with a guided backward pass through
+  the rectifiers, alone or times Grad-CAM (:mod:`course_lib.saliency.guided`);
 * :class:`ScoreCAM` — weights from the scores of inputs masked by each feature map, no gradient
   (:mod:`course_lib.saliency.scorecam`);
 * :class:`AugmentedGradCAM` — Grad-CAM super-resolved from augmented copies (:mod:`course_lib.saliency.augmented`; its
@@ -25,6 +27,7 @@ New methods subclass the private bases in :mod:`course_lib.saliency._base` (its 
 from . import metrics
 from .augmented import AugmentedGradCAM
 from .cam import CAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
+from .guided import GuidedBackprop, GuidedGradCAM
 from .layercam import LayerCAM
 from .perception import PerceptionVisualization
 from .rise import RISE
@@ -36,6 +39,8 @@ __all__ = [
     "GradCAMPlusPlus",
     "SmoothGradCAMPlusPlus",
     "LayerCAM",
+    "GuidedBackprop",
+    "GuidedGradCAM",
     "ScoreCAM",
     "AugmentedGradCAM",
     "RISE",

@@ -90,7 +90,7 @@ class AugmentedGradCAM(GradCAM):
     :math:`(H_s / h)(W_s / w)` non-zeros per row per warp). At 224×224 with a 7×7 layer the full-resolution
     problem has 32×32 pixels per cell; ``solve_scale = 8`` solves on 56×56 (16 times fewer unknowns) and, on
     ``shapes_lite0`` validation images, scores as the full-resolution solve does (the measurement is in
-    :mod:`course_lib.zoo.augmented_study`). For a 64×64 input with a 16×16 layer (``SmallCNN``),
+    :mod:`course_lib.studies.augmented_lite0`). For a 64×64 input with a 16×16 layer (``SmallCNN``),
     :math:`k h = 128 \ge 64`: the solve is at the input's resolution, exactly as without the option. The warps
     :math:`A_l` are the same on either grid (``affine_grid`` works in coordinates normalized to the frame, so one
     :math:`\Theta_l` describes the same motion at every resolution). ``lambda_tv`` and ``mu`` weigh the

@@ -6,6 +6,10 @@ r"""Metrics that judge saliency maps.
 * *Localization* against ground truth — does the map find the object?
   :func:`pointing_game` (Zhang et al., *Top-down Neural Attention by Excitation Backprop*, ECCV 2016),
   :func:`saliency_to_box` (Zhou et al., *CAM*, CVPR 2016) and :func:`corloc` (Deselaers et al., 2012).
+* *Faithfulness with a debiased substrate*: :func:`road` (Rong et al., ICML 2022), pixels removed and filled
+  by :func:`linear_imputation`.
+* *Region overlap*: :func:`mask_iou`, the IoU of a thresholded map with the object mask.
+* *Reconstruction quality* (chapter 8's decoders): :func:`psnr` and :func:`ssim` (Wang et al., 2004).
 * *Uncertainty* of any per-image metric: :func:`bootstrap_interval` (Efron, 1979), the percentile bootstrap
   interval of its mean over the images.
 
@@ -23,7 +27,9 @@ from .faithfulness import (
     insertion_auc,
     insertion_curve,
 )
-from .localization import corloc, pointing_game, saliency_to_box
+from .localization import corloc, mask_iou, pointing_game, saliency_to_box
+from .reconstruction import psnr, ssim
+from .road import linear_imputation, road
 from .uncertainty import bootstrap_interval
 
 __all__ = [
@@ -33,6 +39,11 @@ __all__ = [
     "insertion_auc",
     "deletion_insertion_curves",
     "pointing_game",
+    "mask_iou",
+    "psnr",
+    "road",
+    "linear_imputation",
+    "ssim",
     "average_drop",
     "increase_in_confidence",
     "saliency_to_box",

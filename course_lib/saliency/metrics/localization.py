@@ -13,7 +13,44 @@ from ..._types import Boxes, Maps
 from ...boxes import mask_to_box, xyhw_to_xyxy
 from ._common import reduce_values
 
-__all__ = ["pointing_game", "saliency_to_box", "corloc"]
+__all__ = ["pointing_game", "mask_iou", "saliency_to_box", "corloc"]
+
+
+def mask_iou(maps: Maps, masks: torch.Tensor, tau: float = 0.5, *, reduction: str = "mean"):
+    r"""Intersection over union of each map's region above ``tau`` and its ground-truth mask.
+
+    With the kept region :math:`K_i = \{(u, v) : L_i(u, v) \ge \tau\}` of a map :math:`L_i` in
+    :math:`[0, 1]` (the explainers' normalized output) and the object mask :math:`M_i`,
+
+    .. math::
+
+        \mathrm{IoU}_i(\tau) = \frac{|K_i \cap M_i|}{|K_i \cup M_i|}
+
+    (0 when both are empty). This is the one mask IoU of the course: chapters, studies and recipes call it.
+
+    Args:
+        maps: ``(N, H, W)`` saliency maps in ``[0, 1]``.
+        masks: ``(N, H, W)`` boolean object masks.
+        tau: the threshold, in ``[0, 1]``.
+        reduction: ``"mean"`` (float) or ``"none"`` (``(N,)`` tensor).
+
+    Example:
+        >>> maps = torch.tensor([[[1.0, 0.6], [0.2, 0.0]]])
+        >>> masks = torch.tensor([[[True, False], [True, False]]])
+        >>> mask_iou(maps, masks, 0.5)  # kept {(0,0), (0,1)}, mask {(0,0), (1,0)}: 1 / 3
+        0.3333333432674408
+    """
+    maps = check_tensor(maps, "maps", ndim=3)
+    if not isinstance(masks, torch.Tensor) or masks.dtype != torch.bool:
+        got = f"dtype {masks.dtype}" if isinstance(masks, torch.Tensor) else type(masks).__name__
+        raise TypeError(f"masks must be a boolean tensor, got {got}")
+    if masks.shape != maps.shape:
+        raise ValueError(f"masks must have the maps' shape {tuple(maps.shape)}, got shape {tuple(masks.shape)}")
+    tau = check_probability(tau, "tau")
+    keep = maps >= tau
+    masks = masks.to(maps.device)
+    iou = (keep & masks).flatten(1).sum(1) / (keep | masks).flatten(1).sum(1).clamp_min(1)
+    return reduce_values(iou, reduction)
 
 
 def pointing_game(maps: Maps, masks: torch.Tensor, *, tolerance: float = 0.0, reduction: str = "mean"):

@@ -22,13 +22,13 @@ last bits).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...data import ShapesDataset
 from ...device import seed_everything
+from ...saliency.metrics import psnr, ssim
 from ...saliency.perception import FeatureDecoder
 from ...training import fit
 from ...visualization import LayerProbe
@@ -107,21 +107,6 @@ def _classifier_sha256(settings: dict) -> str:
     from .. import info
 
     return info(settings["classifier"])["sha256"]
-
-
-def psnr(reconstructions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    r"""Per-image peak signal-to-noise ratio in dB for images in ``[0, 1]``: :math:`10\log_{10}(1/\mathrm{MSE})`."""
-    mse = (reconstructions - images).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
-
-
-def ssim(reconstructions: torch.Tensor, images: torch.Tensor) -> np.ndarray:
-    """Per-image SSIM (scikit-image, data range 1, colour channels averaged)."""
-    from skimage.metrics import structural_similarity
-
-    a = reconstructions.detach().float().cpu().numpy()
-    b = images.detach().float().cpu().numpy()
-    return np.array([structural_similarity(x, y, data_range=1.0, channel_axis=0) for x, y in zip(a, b, strict=True)])
 
 
 def thumbnail(images: torch.Tensor, side: int) -> torch.Tensor:

@@ -148,11 +148,6 @@ def train(model: nn.Module, device: torch.device, progress: bool) -> dict:
             "val_mask_iou": val["mask_iou"]}
 
 
-def _mask_iou(maps: torch.Tensor, masks: torch.Tensor, tau: float) -> torch.Tensor:
-    keep = maps >= tau
-    return (keep & masks).flatten(1).sum(1) / (keep | masks).flatten(1).sum(1).clamp_min(1)
-
-
 _FEATURES: dict = {}
 
 
@@ -175,8 +170,9 @@ def tail_model(model: nn.Module) -> nn.Sequential:
 
 
 def _mask_iou(maps: torch.Tensor, masks: torch.Tensor, tau: float) -> torch.Tensor:
-    keep = maps >= tau
-    return (keep & masks).flatten(1).sum(1) / (keep | masks).flatten(1).sum(1).clamp_min(1)
+    from ...saliency.metrics import mask_iou
+
+    return mask_iou(maps, masks, tau, reduction="none")
 
 
 def localization_scores(model: nn.Module, n: int, seed: int, device: torch.device, tau: float = 0.5) -> dict:
