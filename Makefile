@@ -25,10 +25,11 @@ help:
 	@echo "                (no venv there? PYTHONPATH=. python benchmarks/gpu_check.py)"
 
 # The virtual environment is (re)built whenever requirements.txt or pyproject.toml change.
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
