@@ -252,7 +252,11 @@ def test_the_jail_hides_the_course_the_network_and_the_environment(tmp_path, mon
     assert seen["cwd"] == str(work.resolve()) and seen["files"] == ["given.txt"]
     made = {Path(str(work.resolve())).relative_to("/tmp").parts[0]} if str(work.resolve()).startswith("/tmp/") else set()
     assert set(seen["tmp"]) == {ipc.name} | made  # a private /tmp: the socket folder and the way to the work folder
-    assert seen["course_lib"] == ["course_lib"]  # not the repository around the package (solutions/ ...)
+    # not the repository around the package (solutions/ ...): only the package, and the Python environment
+    # where it lives inside the repository (make's .venv) and is bound read-only for the kernel to start
+    venv = os.path.relpath(sys.prefix, os.path.dirname(os.path.dirname(course_lib.__file__)))
+    around = {"course_lib"} | ({venv.split(os.sep)[0]} if not venv.startswith("..") else set())
+    assert set(seen["course_lib"]) <= around and "course_lib" in seen["course_lib"], seen["course_lib"]
     assert seen["uid"] != 0
     assert (work / "given.txt").read_text() == "the release's data file" and not (work / "out.bin").exists()
 
