@@ -64,3 +64,24 @@ def test_road_orders_and_bad_input():
         road(model, x, maps, 0, fractions=(1.0,))
     with pytest.raises(ValueError, match="order"):
         road(model, x, maps, 0, order="middle")
+    with pytest.raises(ValueError, match="clip"):
+        road(model, x, maps, 0, clip=(1.0, 0.0))
+
+
+def test_road_noise_stays_in_the_input_range():
+    """With noise, a filled pixel next to black or white would leave [0, 1]; clipping keeps it a valid input
+    (a model of the course rejects others), and clip=None leaves the noise as it is."""
+
+    class Range(torch.nn.Module):  # records the range of what it is fed
+        def forward(self, images):
+            self.seen = (float(images.min()), float(images.max()))
+            return torch.zeros(len(images), 2)
+
+    x = torch.zeros(1, 3, 8, 8)
+    x[..., 4:] = 1.0
+    maps = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(0))
+    model = Range()
+    road(model, x, maps, 0, fractions=(0.5,), noise=0.5)
+    assert model.seen[0] >= 0.0 and model.seen[1] <= 1.0
+    road(model, x, maps, 0, fractions=(0.5,), noise=0.5, clip=None)
+    assert model.seen[0] < 0.0 or model.seen[1] > 1.0

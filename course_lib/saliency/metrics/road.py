@@ -98,7 +98,8 @@ def linear_imputation(image: torch.Tensor, removed: torch.Tensor, noise: float =
 
 def road(model, images: torch.Tensor, maps: Maps, targets: Targets = None, *,
          fractions=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), order: str = "most", noise: float = 0.01,
-         seed: int = 0, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+         seed: int = 0, clip: tuple[float, float] | None = (0.0, 1.0),
+         batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     r"""ROAD curves: the class probability after the most (or least) salient fraction :math:`f` of the pixels is
     removed and filled by :func:`linear_imputation`.
 
@@ -117,6 +118,10 @@ def road(model, images: torch.Tensor, maps: Maps, targets: Targets = None, *,
         order: ``"most"`` (MoRF) or ``"least"`` (LeRF) relevant first.
         noise: the imputation noise.
         seed: seeds the noise.
+        clip: ``(low, high)``: the filled images are clipped to this range, the model's input range (the
+            noise can push a filled pixel just outside it; the course's networks take images in
+            :math:`[0, 1]` and reject others); ``None``: no clipping. Kept pixels inside the range are
+            unchanged, and so is a noiseless fill of them (a weighted mean of values in the range).
         batch_size: images per forward pass.
 
     Returns:
@@ -135,6 +140,11 @@ def road(model, images: torch.Tensor, maps: Maps, targets: Targets = None, *,
     fractions = [float(f) for f in fractions]
     if not fractions or any(not 0 < f < 1 for f in fractions):
         raise ValueError(f"fractions must be a non-empty sequence of numbers in (0, 1), got {fractions}")
+    if clip is not None:
+        if (not isinstance(clip, (tuple, list)) or len(clip) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in clip)
+                or not clip[0] < clip[1]):
+            raise ValueError(f"clip must be None or a pair (low, high) of numbers with low < high, got {clip!r}")
     generator = torch.Generator().manual_seed(check_seed(seed))
     with inference(model, images):
         t = resolve_targets(model, images, targets, batch_size)
@@ -146,6 +156,7 @@ def road(model, images: torch.Tensor, maps: Maps, targets: Targets = None, *,
                     removed = flat >= np.percentile(flat, 100 - 100 * f)
                 else:
                     removed = flat <= np.percentile(flat, 100 * f)
-                filled.append(linear_imputation(image, torch.from_numpy(removed), noise, generator))
+                out = linear_imputation(image, torch.from_numpy(removed), noise, generator)
+                filled.append(out if clip is None else out.clamp(float(clip[0]), float(clip[1])))
         probs = probabilities(model, torch.stack(filled), t.repeat_interleave(len(fractions)), batch_size)
     return torch.tensor(fractions, dtype=torch.float64), probs.reshape(len(images), len(fractions))
