@@ -169,6 +169,31 @@ def test_error_message_is_the_assertion_or_the_failing_visible_line():
     assert nbt.describe_error(said, "", None) == "x should be 2"
 
 
+def test_error_message_keeps_the_hint_at_its_end():
+    """A test's message ends with its hint; a ~300-character message (exercise 09's longest) must arrive whole."""
+    hint = " — sort with torch.argsort(..., descending=True, stable=True)"
+    long = "with a constant map the first half moved must be the top 8 rows (raster order), " * 3 + hint
+    said = nbformat.from_dict({"output_type": "error", "ename": "AssertionError", "evalue": long, "traceback": []})
+    assert len(long) > 300 and nbt.describe_error(said, "", None) == " ".join(long.split())
+    flood = nbformat.from_dict({"output_type": "error", "ename": "AssertionError", "evalue": "x" * 5000,
+                                "traceback": []})
+    cut = nbt.describe_error(flood, "", None)
+    assert len(cut) == nbt.MESSAGE_CHARS and cut.endswith("…")
+
+
+def test_cell_label_names_what_jupyter_shows():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import torch"),
+                nbformat.v4.new_markdown_cell("Some text\n\n## 5. On the trained model\n\nMore text."),
+                nbformat.v4.new_code_cell("a = 1"), nbformat.v4.new_code_cell("b = 2"),
+                nbformat.v4.new_code_cell("assert a", metadata={"nbgrader": {"grade_id": "test_a", "grade": True}}),
+                nbformat.v4.new_markdown_cell("No heading here.")]
+    assert nbt.cell_label(nb, 0) == "the 1st code cell of the notebook"
+    assert nbt.cell_label(nb, 2) == 'the code cell under "5. On the trained model"'
+    assert nbt.cell_label(nb, 3) == 'the 2nd code cell under "5. On the trained model"'
+    assert nbt.cell_label(nb, 4) == "test_a"
+
+
 def test_feedback_sanitizer_removes_hidden_code_and_quotes():
     source = nbformat.read(SOURCE_NB, as_version=4)
     release = nbformat.read(SOURCE_NB, as_version=4)

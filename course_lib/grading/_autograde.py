@@ -102,11 +102,11 @@ def grade_unit(unit: Path) -> dict:
     source = nbformat.read(unit / "source" / name / f"{name}.ipynb", as_version=4)
     release = nbformat.read(unit / "release" / name / f"{name}.ipynb", as_version=4)
     out["verdicts"] = _feedback.cell_verdicts(graded)
-    out["timeouts"] = [nbt.grade_id(c) or f"cell {i + 1}" for i, c in enumerate(graded.cells)
+    out["timeouts"] = [nbt.cell_label(graded, i) for i, c in enumerate(graded.cells)
                        if "CellTimeoutError" in nbt.error_names(c)]
     marker = "... Output truncated ..."  # nbgrader's LimitOutput cut more than its line limit
     cut_by_nbgrader = {i for i, c in enumerate(graded.cells) if marker in nbt.output_text(c)}
-    out["errors"] = [f"{nbt.grade_id(c) or f'cell {i + 1}'}: "
+    out["errors"] = [f"{nbt.cell_label(graded, i)}: "
                      + nbt.describe_error(e, c.source, nbt.failing_line(e, c.get("execution_count")))
                      for i, c in enumerate(graded.cells)
                      if not nbt.is_grade(c) and (e := nbt.error_output(c)) is not None]

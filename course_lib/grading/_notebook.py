@@ -261,9 +261,16 @@ def failing_line(error: NotebookNode, execution_count: int | None) -> int | None
     return None
 
 
-def describe_error(error: NotebookNode, source: str, line: int | None) -> str:
+#: The longest message :func:`describe_error` returns. A test's message names the function, the expected value,
+#: what was received and, last, a hint: long enough for all of that (the course's longest are ~300 characters),
+#: short enough that a runaway ``repr`` of a tensor does not flood the report.
+MESSAGE_CHARS = 1000
+
+
+def describe_error(error: NotebookNode, source: str, line: int | None, max_chars: int = MESSAGE_CHARS) -> str:
     """A one-line message for a failed cell: the assertion message, else ``Name: value``, with the failing
-    (visible) line when the message alone says nothing."""
+    (visible) line when the message alone says nothing. Whitespace runs become one space; a message longer
+    than ``max_chars`` is cut there and ends in "…"."""
     ename, evalue = error.get("ename", "Error"), _ANSI.sub("", str(error.get("evalue", ""))).strip()
     if ename == "NotImplementedError" and not evalue:
         return "not implemented yet (NotImplementedError)"
@@ -273,7 +280,32 @@ def describe_error(error: NotebookNode, source: str, line: int | None) -> str:
     lines = source.split("\n")
     if line is not None and 1 <= line <= len(lines) and not evalue:
         text += f" (at line {line}: {lines[line - 1].strip()[:90]})"
-    return " ".join(text.split())[:240]
+    text = " ".join(text.split())
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
+def cell_label(nb: NotebookNode, index: int) -> str:
+    """How a student finds cell ``index`` in Jupyter, which shows no cell numbers: its grade id if it has one,
+    else the code cell under the nearest Markdown heading above it ('the 2nd code cell under "5. On the trained
+    model"'), else its place among the code cells."""
+    gid = grade_id(nb.cells[index])
+    if gid:
+        return gid
+    nth = 0
+    for cell in reversed(nb.cells[: index + 1]):
+        if cell.cell_type == "code":
+            nth += 1
+        elif cell.cell_type == "markdown":
+            headings = [ln.lstrip("#").strip() for ln in cell.source.splitlines() if re.match(r"#{1,6}\s", ln)]
+            if headings:
+                place = "the code cell" if nth == 1 else f"the {_ordinal(nth)} code cell"
+                return f'{place} under "{headings[-1]}"'
+    return f"the {_ordinal(nth)} code cell of the notebook"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 #: Rich outputs that are pictures, not text: never cut by the text cap (a figure's PNG is 100k+ characters of

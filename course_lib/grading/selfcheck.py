@@ -358,18 +358,19 @@ def _execute(nb: NotebookNode, workdir: Path, deadline: float, cell_timeout: flo
             try:
                 client.execute_cell(cell, index)
             except DeadKernelError:
-                report.errors.append(f"the kernel died while running cell {index + 1} (os._exit, a crash or out of "
-                                     f"memory); later cells were not run")
+                report.errors.append(f"the kernel died while running {nbt.cell_label(nb, index)} (os._exit, a crash "
+                                     f"or out of memory); later cells were not run")
                 executed["why"] = "the kernel died earlier"
                 break
             except CellTimeoutError:
-                report.errors.append(f"cell {index + 1} did not stop after an interrupt; later cells were not run")
+                report.errors.append(f"{nbt.cell_label(nb, index)} did not stop after an interrupt; later cells were "
+                                     "not run")
                 executed["why"] = "an earlier cell never finished"
                 break
             executed[index] = True
             error = nbt.error_output(cell)
             if error is not None and not nbt.is_grade(cell) and len(report.errors) < 5:
-                label = nbt.grade_id(cell) or f"cell {index + 1}"
+                label = nbt.cell_label(nb, index)
                 line = nbt.failing_line(error, cell.get("execution_count"))
                 report.errors.append(f"{label}: {nbt.describe_error(error, cell.source, line)}")
     return executed
