@@ -15,9 +15,9 @@ study therefore hands ROAD each map's ranks instead of its values (pixels ordere
 raster order, exactly as :func:`~course_lib.saliency.metrics.deletion_curve` orders them): the same order,
 every quantile removing the fraction it names. Deletion and ROAD then differ only in the substrate.
 
-One sparse solve per item, method and fraction: 50 items took about 20 minutes of one core under load
-(about 4 s per item and method, plus the maps); ``first`` and ``n_items`` select the items as in
-``faithfulness_lite0``.
+One sparse solve and one forward pass per item, method and fraction: 50 items took 23 minutes (1362 s) on one
+thread, niced, with the two-core machine at a load of about 20 (roughly 3.5 minutes of CPU); ``first`` and
+``n_items`` select the items as in ``faithfulness_lite0``, whose first items these are.
 """
 
 from __future__ import annotations
