@@ -16,7 +16,7 @@ raster order, exactly as :func:`~course_lib.saliency.metrics.deletion_curve` ord
 every quantile removing the fraction it names. Deletion and ROAD then differ only in the substrate.
 
 One sparse solve and one forward pass per item, method and fraction: 50 items took 23 minutes (1362 s) on one
-thread, niced, with the two-core machine at a load of about 20 (roughly 3.5 minutes of CPU); ``first`` and
+thread, niced, with the two-core machine at a load of about 20 (about 4 minutes of CPU); ``first`` and
 ``n_items`` select the items as in ``faithfulness_lite0``, whose first items these are.
 """
 
