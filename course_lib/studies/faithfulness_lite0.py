@@ -104,7 +104,7 @@ def study(first: int, name: str) -> Study:
         settings=settings,
         quick={**settings, "n_items": 4},
         run=run,
-        minutes=30,  # at the usual load; 66 were measured under a load of 6-11 on two cores
+        minutes=30,  # measured: 66 under a load of 6-11 on two cores; split further if that is the usual load
         atol=2e-5,  # probabilities of the same float32 passes, rounded to 6 decimals
         rtol=1e-4,
     )
