@@ -26,7 +26,8 @@ import torch
 
 from . import Study
 from ._lite0 import pool
-from .faithfulness_lite0 import SETTINGS as FAITH, maps_of
+from .faithfulness_lite0 import SETTINGS as FAITH
+from .faithfulness_lite0 import maps_of
 
 SETTINGS = {
     "model": FAITH["model"], "target_layer": FAITH["target_layer"],
