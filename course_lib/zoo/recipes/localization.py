@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import Dataset
 
 from ...data import ShapesDataset
@@ -285,6 +286,117 @@ def _scratch_same_budget(settings: dict, device, progress: bool) -> dict:
     return {"settings": scratch_settings, "train_seconds": round(time.perf_counter() - start, 1),
             "val_acc": hist["val_acc"], "val_iou": hist["val_iou"], "train_loss": hist["train_loss"],
             "test": evaluate_localizer(model, test.images, test.labels, test.boxes)}
+
+
+
+# --------------------------------------------------------------------- fine-tuned pretrained backbone
+FINETUNE_SETTINGS: dict = {
+    "n_train": 2000, "train_seed": 100, "n_val": 500, "val_seed": 104, "n_test": 600, "test_seed": 101,
+    "size": 64, "input_size": 128, "backbone": "efficientnet_lite0",
+    # blocks[first..last] (the 112-channel stage, 8×8 at 128²) are fine-tuned on the cached blocks[first-1]
+    "first": 8, "last": 10, "channels": 64, "alpha": 10.0, "epochs": 20, "batch_size": 64, "lr": 1e-3,
+    "weight_decay": 1e-4, "schedule": "cosine", "seed": 0,
+}
+
+
+class Lite0TopLocalizer(nn.Module):
+    r"""EfficientNet-Lite0's ``blocks[first..last]`` (ImageNet weights, trainable) and a two-task head, on the
+    cached output of the frozen ``blocks[first-1]``:
+
+    .. math::
+
+        u = \mathrm{ReLU}\big(\mathrm{BN}(W_0 *_2 f_\theta(A))\big), \qquad
+        z = W_c\,\mathrm{GAP}(u) + b_c, \qquad \hat b = W_b\,\mathrm{vec}(u) + b_b,
+
+    with :math:`A` the frozen lower stages' map (side ``grid``), :math:`f_\theta` the fine-tuned blocks (their
+    batch norms keep the ImageNet statistics: those modules stay in inference mode), :math:`W_0 *_2` a 3×3
+    convolution of stride 2 to ``channels`` maps and :math:`W_b` started at zero. With ``first = last + 1`` no
+    block is trained: the head reads the frozen ``blocks[last]``.
+
+    Example:
+        >>> from course_lib.pretrained import EfficientNetLite0
+        >>> m = Lite0TopLocalizer(EfficientNetLite0(), first=8, last=10, grid=8)
+        >>> [tuple(t.shape) for t in m(torch.rand(2, 80, 8, 8))]
+        [(2, 5), (2, 4)]
+    """
+
+    def __init__(self, net: nn.Module, first: int, last: int, grid: int, num_classes: int = 5,
+                 channels: int = 64) -> None:
+        super().__init__()
+        import copy
+
+        n = len(net.blocks)
+        if not (isinstance(first, int) and isinstance(last, int) and 1 <= first <= last + 1 and last < n):
+            raise ValueError(f"need 1 <= first <= last + 1 and last < {n}, got first={first!r}, last={last!r}")
+        if not isinstance(grid, int) or grid < 1:
+            raise ValueError(f"grid must be a positive int, got {grid!r}")
+        self.first, self.last = first, last
+        self.blocks = nn.Sequential(*[copy.deepcopy(net.blocks[i]) for i in range(first, last + 1)])
+        cin = net.blocks[last].project[0].out_channels
+        self.conv = nn.Sequential(nn.Conv2d(cin, channels, 3, stride=2, padding=1, bias=False),
+                                  nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.classifier = nn.Linear(channels, num_classes)
+        side = (grid + 1) // 2
+        self.box = nn.Linear(channels * side * side, 4)
+        nn.init.zeros_(self.box.weight)
+        nn.init.zeros_(self.box.bias)
+
+    def forward(self, a: torch.Tensor):
+        u = self.conv(self.blocks(a))
+        return self.classifier(u.mean((2, 3))), self.box(u.flatten(1))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.blocks.eval()  # batch norm keeps its ImageNet statistics
+        return self
+
+
+def lite0_block_features(settings: dict, part: str, block: int, device=None):
+    """``(features, labels, boxes)`` of one split: EfficientNet-Lite0's ``blocks[block]`` output on the images
+    resized to ``input_size``, computed once and cached on disk (``block = -1``: the stem's output)."""
+    from ...pretrained import efficientnet_lite0
+
+    data = shapes_images(settings, part)
+    key = (f"shapes_{settings['backbone']}_b{block}_{settings['size']}to{settings['input_size']}"
+           f"_n{len(data)}_s{settings[f'{part}_seed']}")
+    path = FEATURE_CACHE / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True), data.labels, data.boxes
+    net = efficientnet_lite0(device or "cpu")
+    lower = nn.Sequential(net.normalize, net.stem, net.blocks[: block + 1])
+    feats = frozen_features(lower, data.images.to(next(net.parameters()).device),
+                            size=settings["input_size"]).cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(feats, path)
+    return feats, data.labels, data.boxes
+
+
+def build_top_localizer(settings: dict = FINETUNE_SETTINGS, seed: int | None = None) -> Lite0TopLocalizer:
+    from ...pretrained import efficientnet_lite0
+
+    net = efficientnet_lite0("cpu")
+    seed_everything(settings["seed"] if seed is None else seed)
+    grid = settings["input_size"] // 16  # blocks[5..10] run at stride 16
+    return Lite0TopLocalizer(net, settings["first"], settings["last"], grid, channels=settings["channels"])
+
+
+def _top_metrics(model, feats, labels, boxes) -> dict:
+    from ...localization import localization_metrics
+
+    model.eval()
+    with torch.no_grad():
+        outs = [model(feats[i : i + 256]) for i in range(0, feats.shape[0], 256)]
+    return localization_metrics(torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs]), labels, boxes)
+
+
+def train_top_localizer(model, settings: dict, train, val=None, device=None) -> dict:
+    """Train a :class:`Lite0TopLocalizer` on cached ``train = (features, labels, boxes)``; the history."""
+    loss_fn, metrics = objective("multitask", settings["alpha"])
+    pack = lambda t: _Flips(t[0], t[1], t[2], False)  # noqa: E731
+    return fit(model, pack(train), pack(val) if val is not None else None, epochs=settings["epochs"],
+               lr=settings["lr"], batch_size=settings["batch_size"], weight_decay=settings["weight_decay"],
+               schedule=settings["schedule"], loss_fn=loss_fn, metrics=metrics, device=device or "cpu",
+               seed=settings["seed"], progress=False)
 
 
 def _pretrained_recipe() -> Recipe:
