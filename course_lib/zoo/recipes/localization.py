@@ -5,14 +5,20 @@ r"""Zoo recipes of chapter 4 (localization), and the helpers of its pretrained-b
 * ``shapes_quick_localizer`` — :class:`course_lib.localization.QuickLocalizer` (one sigmoid class output,
   four sigmoid box outputs, binary cross-entropy) on the two-class subset circle (0) vs square (1).
 
-``shapes_pretrained_localizer`` is the course text's model: the ImageNet-trained EfficientNet-Lite0
-(:func:`course_lib.pretrained.efficientnet_lite0`) as a frozen backbone on 64×64 shapes resized to 128×128
-(a 1280×4×4 feature map), under a trainable :class:`course_lib.models.FeatureHead` (a shared 1×1 neck, a
-softmax class head on its global average and a linear box head on the whole 4×4 map). The backbone's
-features are computed once and cached (``~/.cache/course_lib/features``).
-The study ``localization_pretrained`` (:mod:`course_lib.studies`) sweeps :math:`\alpha` for that head on a
-validation split and trains a from-scratch :class:`Localizer` on the same images for the same number of epochs
-(:func:`pretrained_comparison`); chapter 4 reads it.
+* ``shapes_frozen_localizer`` — the common starting point: a :class:`course_lib.models.FeatureHead` (a shared
+  1×1 neck, a softmax class head on its global average, a linear box head on the whole map) on the *frozen*
+  last map of EfficientNet-Lite0 (1280×4×4 for the 64×64 shapes resized to 128×128, cached).
+* ``shapes_pretrained_localizer`` — :class:`PretrainedLocalizer`: the ImageNet-trained EfficientNet-Lite0
+  (:func:`course_lib.pretrained.efficientnet_lite0`) on 64×64 shapes resized to 128×128, the stem and
+  ``blocks[0..7]`` frozen (their 80×8×8 output computed once and cached in ``~/.cache/course_lib/features``),
+  ``blocks[8..10]`` fine-tuned under a class + box head (:class:`Lite0TopLocalizer`). Only the fine-tuned part
+  is stored, in float16 (rounded before evaluation, so the recorded metrics are the stored weights').
+
+The study ``localization_pretrained`` (:mod:`course_lib.studies`) sweeps :math:`\alpha` for a
+:class:`course_lib.models.FeatureHead` on the *frozen* last map (1280×4×4) on a validation split and trains a
+from-scratch :class:`Localizer` on the same images for the same number of epochs (:func:`pretrained_comparison`);
+the study ``localization_finetune`` compares the fine-tuned network with the from-scratch one over training-set
+sizes. Chapter 4 reads both.
 
 Every run is a pure function of the settings below and the seed (on the CPU; GPU kernels may differ in the
 last bits).
@@ -399,7 +405,84 @@ def train_top_localizer(model, settings: dict, train, val=None, device=None) -> 
                seed=settings["seed"], progress=False)
 
 
-def _pretrained_recipe() -> Recipe:
+
+class PretrainedLocalizer(nn.Module):
+    r"""The zoo's ``shapes_pretrained_localizer`` as one network on 64×64 images: resize to ``input_size``
+    (bilinear, as :func:`~course_lib.models.frozen_features` does), the frozen stem and ``blocks[:first]`` of
+    EfficientNet-Lite0 (always in inference mode), then the fine-tuned :class:`Lite0TopLocalizer` (``.top``).
+
+    Example:
+        >>> m = PretrainedLocalizer({**FINETUNE_SETTINGS, "pretrained": False}).eval()
+        >>> [tuple(t.shape) for t in m(torch.rand(2, 3, 64, 64))]
+        [(2, 5), (2, 4)]
+    """
+
+    def __init__(self, settings: dict = FINETUNE_SETTINGS, seed: int | None = None) -> None:
+        super().__init__()
+        from ...pretrained import EfficientNetLite0, efficientnet_lite0
+
+        net = efficientnet_lite0("cpu") if settings.get("pretrained", True) else EfficientNetLite0()
+        self.input_size = settings["input_size"]
+        self.lower = nn.Sequential(net.normalize, net.stem, net.blocks[: settings["first"]])
+        self.lower.requires_grad_(False)
+        seed_everything(settings["seed"] if seed is None else seed)
+        self.top = Lite0TopLocalizer(net, settings["first"], settings["last"], settings["input_size"] // 16,
+                                     channels=settings["channels"])
+
+    def forward(self, x: torch.Tensor):
+        if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                              antialias=self.input_size < max(x.shape[-2:]))
+        return self.top(self.lower(x))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.lower.eval()
+        return self
+
+
+def _finetuned_recipe() -> Recipe:
+    settings = {**FINETUNE_SETTINGS, "dtype": "float16"}
+    block = settings["first"] - 1
+
+    def build():
+        return PretrainedLocalizer(settings)
+
+    def _round(model) -> None:  # the stored weights are float16: evaluate what is stored
+        with torch.no_grad():
+            for t in list(model.top.parameters()) + list(model.top.buffers()):
+                if t.is_floating_point():
+                    t.copy_(t.half().to(t.dtype))
+
+    def train(model, device, progress: bool = False) -> dict:
+        tr = lite0_block_features(settings, "train", block, device)
+        hist = train_top_localizer(model.top, settings, tr, None, device)
+        _round(model)
+        return {k: hist[k] for k in ("train_loss", "train_acc", "train_iou")}
+
+    def evaluate(model, device=None) -> dict:
+        te = lite0_block_features(settings, "test", block, device)
+        m = _top_metrics(model.top.cpu(), *te)
+        model.to(device or "cpu")
+        return {f"heldout_{k}": m[k] for k in ("accuracy", "mean_iou", "correct_rate")}
+
+    def export(model) -> dict:
+        return {k: (v.half() if v.is_floating_point() else v) for k, v in model.top.state_dict().items()}
+
+    def restore(model, state: dict) -> None:
+        expected = model.top.state_dict()
+        if set(state) != set(expected):
+            raise KeyError(f"state does not match the fine-tuned part (missing {sorted(set(expected) - set(state))[:3]}, "
+                           f"unexpected {sorted(set(state) - set(expected))[:3]})")
+        model.top.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+
+    return Recipe("shapes_pretrained_localizer", "EfficientNet-Lite0 (ImageNet) on ShapesDataset at 128x128, "
+                  "blocks[8..10] fine-tuned under a class + box head", build, train, evaluate, settings,
+                  export=export, restore=restore)
+
+
+
+def _frozen_recipe() -> Recipe:
     settings = PRETRAINED_SETTINGS
 
     def build():
@@ -415,8 +498,9 @@ def _pretrained_recipe() -> Recipe:
         m = _feature_metrics(model.cpu(), *te, settings["alpha"])
         return {f"heldout_{k}": m[k] for k in ("accuracy", "mean_iou", "correct_rate")}
 
-    return Recipe("shapes_pretrained_localizer", "FeatureHead (shared 1x1 neck, softmax class head, linear box head) "
+    return Recipe("shapes_frozen_localizer", "FeatureHead (shared 1x1 neck, softmax class head, linear box head) "
                   "on frozen EfficientNet-Lite0 features of ShapesDataset at 128x128", build, train, evaluate, settings)
+
 
 
 RECIPES = [
@@ -424,7 +508,8 @@ RECIPES = [
             "L = cross-entropy + alpha·MSE", LOCALIZER_SETTINGS, quick=False),
     _recipe("shapes_quick_localizer", "QuickLocalizer (sigmoid class + sigmoid box, binary cross-entropy) on "
             "ShapesDataset circle (0) vs square (1)", QUICK_SETTINGS, quick=True),
-    _pretrained_recipe(),
+    _frozen_recipe(),
+    _finetuned_recipe(),
 ]
 
 
