@@ -15,8 +15,10 @@ number of epochs and batch size, three seeds (initialization of the new layers a
 and are scored on the same 600 test images (seed 101); arms of one size and seed share data, so they are
 compared by paired differences. The settings were fixed before the runs (no selection on the test images).
 
-Settings: ``SETTINGS`` below. About 15 minutes of one quiet CPU core (``python -m course_lib.studies run
-localization_finetune``); the quick slice reruns the smallest size for seed 0.
+Sharded by seed: ``localization_finetune`` holds seed 0, ``localization_finetune_1`` and
+``localization_finetune_2`` seeds 1 and 2 (:func:`shard`); chapter 4 joins them. Settings: ``SETTINGS`` below.
+About 5 minutes of one quiet CPU core per shard (``python -m course_lib.studies run localization_finetune``);
+the quick slice reruns the smallest size.
 """
 
 from __future__ import annotations
@@ -44,10 +46,9 @@ SETTINGS = {
     **{k: FINETUNE_SETTINGS[k] for k in ("n_train", "train_seed", "n_test", "test_seed", "size", "input_size",
                                          "backbone", "first", "last", "channels", "alpha", "lr",
                                          "weight_decay", "schedule")},
-    "epochs": 15, "batch_size": 64, "sizes": [125, 250, 500], "seeds": [0, 1, 2],
+    "epochs": 15, "batch_size": 64, "sizes": [125, 250, 500], "seeds": [0],
     "scratch": {**PRETRAINED_SETTINGS["scratch"], "lr": PRETRAINED_SETTINGS["lr"]},
 }
-QUICK = {**SETTINGS, "sizes": SETTINGS["sizes"][:1], "seeds": [0]}
 
 
 def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
@@ -91,15 +92,21 @@ def _run(settings: dict, progress: bool, device: str) -> dict:
     return {"runs": runs}
 
 
-STUDY = Study(
-    name="localization_finetune",
-    description="EfficientNet-Lite0 with blocks[8..10] fine-tuned as a localizer vs Localizer from scratch, "
-                "125/250/500 training images, 3 seeds, 600 test images",
-    chapter="04_localization",
-    settings=SETTINGS,
-    quick=QUICK,
-    run=run,
-    minutes=15,
-    atol=1e-6,  # cached features, fixed seeds, one CPU thread: a rerun gives the same numbers
-    rtol=1e-5,
-)
+def shard(seed: int) -> Study:
+    """The study of one seed (``localization_finetune`` for seed 0, ``localization_finetune_SEED`` otherwise)."""
+    settings = {**SETTINGS, "seeds": [seed]}
+    return Study(
+        name="localization_finetune" + (f"_{seed}" if seed else ""),
+        description=f"EfficientNet-Lite0 with blocks[8..10] fine-tuned as a localizer vs Localizer from scratch, "
+                    f"125/250/500 training images, seed {seed}, 600 test images",
+        chapter="04_localization",
+        settings=settings,
+        quick={**settings, "sizes": settings["sizes"][:1]},
+        run=run,
+        minutes=5,
+        atol=1e-6,  # cached features, fixed seeds, one CPU thread: a rerun gives the same numbers
+        rtol=1e-5,
+    )
+
+
+STUDY = shard(0)
