@@ -204,3 +204,46 @@ def test_shapes_lite0_reproduces_its_recorded_metrics():
     got = zoo.evaluate("shapes_lite0", device="cpu")
     for key, value in record["metrics"].items():
         assert got[key] == pytest.approx(value, abs=0.01), key
+
+
+# ------------------------------------------ shapes_pretrained_localizer: EfficientNet-Lite0, blocks[8..10] fine-tuned
+def test_pretrained_localizer_stores_only_the_fine_tuned_part():
+    from course_lib.pretrained import efficientnet_lite0
+
+    record = zoo.info("shapes_pretrained_localizer")
+    pt = zoo.CHECKPOINTS / "shapes_pretrained_localizer.pt"
+    assert record["sha256"] == hashlib.sha256(pt.read_bytes()).hexdigest()
+    state = torch.load(pt, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    model = zoo.load("shapes_pretrained_localizer", device="cpu")
+    assert not model.training
+    assert set(state) == set(model.top.state_dict())
+    # the frozen part is the weights package's; the first fine-tuned block has moved away from it
+    reference = efficientnet_lite0().state_dict()
+    lower = model.lower.state_dict()  # normalize (0), stem (1), blocks[0..7] (2)
+    for key, value in lower.items():
+        ref_key = {"0": "normalize", "1": "stem", "2": "blocks"}[key.split(".")[0]] + key[key.index("."):]
+        assert torch.equal(value, reference[ref_key]), key
+    first = model.top.blocks[0].expand[0].weight
+    assert not torch.allclose(first, reference["blocks.8.expand.0.weight"])
+    # a box for every image: (N, 5) class scores and (N, 4) boxes on 64x64 input, as the Localizer
+    logits, boxes = model(torch.rand(2, 3, 64, 64))
+    assert logits.shape == (2, 5) and boxes.shape == (2, 4)
+
+
+def test_pretrained_localizer_recipe_rejects_bad_blocks():
+    from course_lib.pretrained import EfficientNetLite0
+    from course_lib.zoo.recipes.localization import Lite0TopLocalizer
+
+    with pytest.raises(ValueError, match="first"):
+        Lite0TopLocalizer(EfficientNetLite0(), first=0, last=10, grid=8)
+    with pytest.raises(ValueError, match="grid"):
+        Lite0TopLocalizer(EfficientNetLite0(), first=8, last=10, grid=0)
+
+
+@pytest.mark.slow
+def test_pretrained_localizer_reproduces_its_recorded_metrics():
+    record = zoo.info("shapes_pretrained_localizer")
+    got = zoo.evaluate("shapes_pretrained_localizer", device="cpu")
+    for key, value in record["metrics"].items():
+        assert got[key] == pytest.approx(value, abs=0.005), key

@@ -5,14 +5,20 @@ r"""Zoo recipes of chapter 4 (localization), and the helpers of its pretrained-b
 * ``shapes_quick_localizer`` — :class:`course_lib.localization.QuickLocalizer` (one sigmoid class output,
   four sigmoid box outputs, binary cross-entropy) on the two-class subset circle (0) vs square (1).
 
-``shapes_pretrained_localizer`` is the course text's model: the ImageNet-trained EfficientNet-Lite0
-(:func:`course_lib.pretrained.efficientnet_lite0`) as a frozen backbone on 64×64 shapes resized to 128×128
-(a 1280×4×4 feature map), under a trainable :class:`course_lib.models.FeatureHead` (a shared 1×1 neck, a
-softmax class head on its global average and a linear box head on the whole 4×4 map). The backbone's
-features are computed once and cached (``~/.cache/course_lib/features``).
-The study ``localization_pretrained`` (:mod:`course_lib.studies`) sweeps :math:`\alpha` for that head on a
-validation split and trains a from-scratch :class:`Localizer` on the same images for the same number of epochs
-(:func:`pretrained_comparison`); chapter 4 reads it.
+* ``shapes_frozen_localizer`` — the common starting point: a :class:`course_lib.models.FeatureHead` (a shared
+  1×1 neck, a softmax class head on its global average, a linear box head on the whole map) on the *frozen*
+  last map of EfficientNet-Lite0 (1280×4×4 for the 64×64 shapes resized to 128×128, cached).
+* ``shapes_pretrained_localizer`` — :class:`PretrainedLocalizer`: the ImageNet-trained EfficientNet-Lite0
+  (:func:`course_lib.pretrained.efficientnet_lite0`) on 64×64 shapes resized to 128×128, the stem and
+  ``blocks[0..7]`` frozen (their 80×8×8 output computed once and cached in ``~/.cache/course_lib/features``),
+  ``blocks[8..10]`` fine-tuned under a class + box head (:class:`Lite0TopLocalizer`). Only the fine-tuned part
+  is stored, in float16 (rounded before evaluation, so the recorded metrics are the stored weights').
+
+The study ``localization_pretrained`` (:mod:`course_lib.studies`) sweeps :math:`\alpha` for a
+:class:`course_lib.models.FeatureHead` on the *frozen* last map (1280×4×4) on a validation split and trains a
+from-scratch :class:`Localizer` on the same images for the same number of epochs (:func:`pretrained_comparison`);
+the study ``localization_finetune`` compares the fine-tuned network with the from-scratch one over training-set
+sizes. Chapter 4 reads both.
 
 Every run is a pure function of the settings below and the seed (on the CPU; GPU kernels may differ in the
 last bits).
@@ -28,6 +34,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import Dataset
 
 from ...data import ShapesDataset
@@ -287,7 +294,195 @@ def _scratch_same_budget(settings: dict, device, progress: bool) -> dict:
             "test": evaluate_localizer(model, test.images, test.labels, test.boxes)}
 
 
-def _pretrained_recipe() -> Recipe:
+
+# --------------------------------------------------------------------- fine-tuned pretrained backbone
+FINETUNE_SETTINGS: dict = {
+    "n_train": 2000, "train_seed": 100, "n_val": 500, "val_seed": 104, "n_test": 600, "test_seed": 101,
+    "size": 64, "input_size": 128, "backbone": "efficientnet_lite0",
+    # blocks[first..last] (the 112-channel stage, 8×8 at 128²) are fine-tuned on the cached blocks[first-1]
+    "first": 8, "last": 10, "channels": 64, "alpha": 10.0, "epochs": 20, "batch_size": 64, "lr": 1e-3,
+    "weight_decay": 1e-4, "schedule": "cosine", "seed": 0,
+}
+
+
+class Lite0TopLocalizer(nn.Module):
+    r"""EfficientNet-Lite0's ``blocks[first..last]`` (ImageNet weights, trainable) and a two-task head, on the
+    cached output of the frozen ``blocks[first-1]``:
+
+    .. math::
+
+        u = \mathrm{ReLU}\big(\mathrm{BN}(W_0 *_2 f_\theta(A))\big), \qquad
+        z = W_c\,\mathrm{GAP}(u) + b_c, \qquad \hat b = W_b\,\mathrm{vec}(u) + b_b,
+
+    with :math:`A` the frozen lower stages' map (side ``grid``), :math:`f_\theta` the fine-tuned blocks (their
+    batch norms keep the ImageNet statistics: those modules stay in inference mode), :math:`W_0 *_2` a 3×3
+    convolution of stride 2 to ``channels`` maps and :math:`W_b` started at zero. With ``first = last + 1`` no
+    block is trained: the head reads the frozen ``blocks[last]``.
+
+    Example:
+        >>> from course_lib.pretrained import EfficientNetLite0
+        >>> m = Lite0TopLocalizer(EfficientNetLite0(), first=8, last=10, grid=8)
+        >>> [tuple(t.shape) for t in m(torch.rand(2, 80, 8, 8))]
+        [(2, 5), (2, 4)]
+    """
+
+    def __init__(self, net: nn.Module, first: int, last: int, grid: int, num_classes: int = 5,
+                 channels: int = 64) -> None:
+        super().__init__()
+        import copy
+
+        n = len(net.blocks)
+        if not (isinstance(first, int) and isinstance(last, int) and 1 <= first <= last + 1 and last < n):
+            raise ValueError(f"need 1 <= first <= last + 1 and last < {n}, got first={first!r}, last={last!r}")
+        if not isinstance(grid, int) or grid < 1:
+            raise ValueError(f"grid must be a positive int, got {grid!r}")
+        self.first, self.last = first, last
+        self.blocks = nn.Sequential(*[copy.deepcopy(net.blocks[i]) for i in range(first, last + 1)])
+        cin = net.blocks[last].project[0].out_channels
+        self.conv = nn.Sequential(nn.Conv2d(cin, channels, 3, stride=2, padding=1, bias=False),
+                                  nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.classifier = nn.Linear(channels, num_classes)
+        side = (grid + 1) // 2
+        self.box = nn.Linear(channels * side * side, 4)
+        nn.init.zeros_(self.box.weight)
+        nn.init.zeros_(self.box.bias)
+
+    def forward(self, a: torch.Tensor):
+        u = self.conv(self.blocks(a))
+        return self.classifier(u.mean((2, 3))), self.box(u.flatten(1))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.blocks.eval()  # batch norm keeps its ImageNet statistics
+        return self
+
+
+def lite0_block_features(settings: dict, part: str, block: int, device=None):
+    """``(features, labels, boxes)`` of one split: EfficientNet-Lite0's ``blocks[block]`` output on the images
+    resized to ``input_size``, computed once and cached on disk (``block = -1``: the stem's output)."""
+    from ...pretrained import efficientnet_lite0
+
+    data = shapes_images(settings, part)
+    key = (f"shapes_{settings['backbone']}_b{block}_{settings['size']}to{settings['input_size']}"
+           f"_n{len(data)}_s{settings[f'{part}_seed']}")
+    path = FEATURE_CACHE / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True), data.labels, data.boxes
+    net = efficientnet_lite0(device or "cpu")
+    lower = nn.Sequential(net.normalize, net.stem, net.blocks[: block + 1])
+    feats = frozen_features(lower, data.images.to(next(net.parameters()).device),
+                            size=settings["input_size"]).cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(feats, path)
+    return feats, data.labels, data.boxes
+
+
+def build_top_localizer(settings: dict = FINETUNE_SETTINGS, seed: int | None = None) -> Lite0TopLocalizer:
+    from ...pretrained import efficientnet_lite0
+
+    net = efficientnet_lite0("cpu")
+    seed_everything(settings["seed"] if seed is None else seed)
+    grid = settings["input_size"] // 16  # blocks[5..10] run at stride 16
+    return Lite0TopLocalizer(net, settings["first"], settings["last"], grid, channels=settings["channels"])
+
+
+def _top_metrics(model, feats, labels, boxes) -> dict:
+    from ...localization import localization_metrics
+
+    model.eval()
+    with torch.no_grad():
+        outs = [model(feats[i : i + 256]) for i in range(0, feats.shape[0], 256)]
+    return localization_metrics(torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs]), labels, boxes)
+
+
+def train_top_localizer(model, settings: dict, train, val=None, device=None) -> dict:
+    """Train a :class:`Lite0TopLocalizer` on cached ``train = (features, labels, boxes)``; the history."""
+    loss_fn, metrics = objective("multitask", settings["alpha"])
+    pack = lambda t: _Flips(t[0], t[1], t[2], False)  # noqa: E731
+    return fit(model, pack(train), pack(val) if val is not None else None, epochs=settings["epochs"],
+               lr=settings["lr"], batch_size=settings["batch_size"], weight_decay=settings["weight_decay"],
+               schedule=settings["schedule"], loss_fn=loss_fn, metrics=metrics, device=device or "cpu",
+               seed=settings["seed"], progress=False)
+
+
+
+class PretrainedLocalizer(nn.Module):
+    r"""The zoo's ``shapes_pretrained_localizer`` as one network on 64×64 images: resize to ``input_size``
+    (bilinear, as :func:`~course_lib.models.frozen_features` does), the frozen stem and ``blocks[:first]`` of
+    EfficientNet-Lite0 (always in inference mode), then the fine-tuned :class:`Lite0TopLocalizer` (``.top``).
+
+    Example:
+        >>> m = PretrainedLocalizer({**FINETUNE_SETTINGS, "pretrained": False}).eval()
+        >>> [tuple(t.shape) for t in m(torch.rand(2, 3, 64, 64))]
+        [(2, 5), (2, 4)]
+    """
+
+    def __init__(self, settings: dict = FINETUNE_SETTINGS, seed: int | None = None) -> None:
+        super().__init__()
+        from ...pretrained import EfficientNetLite0, efficientnet_lite0
+
+        net = efficientnet_lite0("cpu") if settings.get("pretrained", True) else EfficientNetLite0()
+        self.input_size = settings["input_size"]
+        self.lower = nn.Sequential(net.normalize, net.stem, net.blocks[: settings["first"]])
+        self.lower.requires_grad_(False)
+        seed_everything(settings["seed"] if seed is None else seed)
+        self.top = Lite0TopLocalizer(net, settings["first"], settings["last"], settings["input_size"] // 16,
+                                     channels=settings["channels"])
+
+    def forward(self, x: torch.Tensor):
+        if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                              antialias=self.input_size < max(x.shape[-2:]))
+        return self.top(self.lower(x))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.lower.eval()
+        return self
+
+
+def _finetuned_recipe() -> Recipe:
+    settings = {**FINETUNE_SETTINGS, "dtype": "float16"}
+    block = settings["first"] - 1
+
+    def build():
+        return PretrainedLocalizer(settings)
+
+    def _round(model) -> None:  # the stored weights are float16: evaluate what is stored
+        with torch.no_grad():
+            for t in list(model.top.parameters()) + list(model.top.buffers()):
+                if t.is_floating_point():
+                    t.copy_(t.half().to(t.dtype))
+
+    def train(model, device, progress: bool = False) -> dict:
+        tr = lite0_block_features(settings, "train", block, device)
+        hist = train_top_localizer(model.top, settings, tr, None, device)
+        _round(model)
+        return {k: hist[k] for k in ("train_loss", "train_acc", "train_iou")}
+
+    def evaluate(model, device=None) -> dict:
+        te = lite0_block_features(settings, "test", block, device)
+        m = _top_metrics(model.top.cpu(), *te)
+        model.to(device or "cpu")
+        return {f"heldout_{k}": m[k] for k in ("accuracy", "mean_iou", "correct_rate")}
+
+    def export(model) -> dict:
+        return {k: (v.half() if v.is_floating_point() else v) for k, v in model.top.state_dict().items()}
+
+    def restore(model, state: dict) -> None:
+        expected = model.top.state_dict()
+        if set(state) != set(expected):
+            raise KeyError(f"state does not match the fine-tuned part (missing {sorted(set(expected) - set(state))[:3]}, "
+                           f"unexpected {sorted(set(state) - set(expected))[:3]})")
+        model.top.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+
+    return Recipe("shapes_pretrained_localizer", "EfficientNet-Lite0 (ImageNet) on ShapesDataset at 128x128, "
+                  "blocks[8..10] fine-tuned under a class + box head", build, train, evaluate, settings,
+                  export=export, restore=restore)
+
+
+
+def _frozen_recipe() -> Recipe:
     settings = PRETRAINED_SETTINGS
 
     def build():
@@ -303,8 +498,9 @@ def _pretrained_recipe() -> Recipe:
         m = _feature_metrics(model.cpu(), *te, settings["alpha"])
         return {f"heldout_{k}": m[k] for k in ("accuracy", "mean_iou", "correct_rate")}
 
-    return Recipe("shapes_pretrained_localizer", "FeatureHead (shared 1x1 neck, softmax class head, linear box head) "
+    return Recipe("shapes_frozen_localizer", "FeatureHead (shared 1x1 neck, softmax class head, linear box head) "
                   "on frozen EfficientNet-Lite0 features of ShapesDataset at 128x128", build, train, evaluate, settings)
+
 
 
 RECIPES = [
@@ -312,7 +508,8 @@ RECIPES = [
             "L = cross-entropy + alpha·MSE", LOCALIZER_SETTINGS, quick=False),
     _recipe("shapes_quick_localizer", "QuickLocalizer (sigmoid class + sigmoid box, binary cross-entropy) on "
             "ShapesDataset circle (0) vs square (1)", QUICK_SETTINGS, quick=True),
-    _pretrained_recipe(),
+    _frozen_recipe(),
+    _finetuned_recipe(),
 ]
 
 

@@ -366,3 +366,44 @@ def mean_pose_metrics(train_targets: torch.Tensor, boxes: torch.Tensor, data) ->
     return heldout_metrics(denormalize_joints(z, boxes), data)
 
 
+
+
+# ------------------------------------------------------------------------------------- fine-tuned transfer
+class _FineTuned(nn.Module):
+    """EfficientNet-Lite0's ``blocks[first..last]`` (trainable, batch norm in inference mode) and a
+    :func:`pose_head`, on the cached output of the frozen ``blocks[first-1]``."""
+
+    def __init__(self, first: int, last: int, grid: int, channels: int = 64) -> None:
+        super().__init__()
+        import copy
+
+        from ...pretrained import efficientnet_lite0
+
+        net = efficientnet_lite0("cpu")
+        if not (isinstance(first, int) and isinstance(last, int) and 1 <= first <= last < len(net.blocks)):
+            raise ValueError(f"need 1 <= first <= last < {len(net.blocks)}, got first={first!r}, last={last!r}")
+        self.blocks = nn.Sequential(*[copy.deepcopy(net.blocks[i]) for i in range(first, last + 1)])
+        self.head = pose_head(net.blocks[last].project[0].out_channels, grid, channels)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(a))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.blocks.eval()  # batch norm keeps its ImageNet statistics
+        return self
+
+
+def train_pose_top(feats: torch.Tensor, targets: torch.Tensor, seed: int, first: int, last: int,
+                   settings: dict = TRANSFER_SETTINGS, device=None, **fit_overrides) -> tuple[nn.Module, dict]:
+    """Fine-tune ``blocks[first..last]`` of EfficientNet-Lite0 with a :func:`pose_head` on the cached output of
+    ``blocks[first-1]`` (``feats``), with the L2 loss; ``(model, history)``."""
+    seed_everything(seed)
+    model = _FineTuned(first, last, feats.shape[-1], settings["head"]["channels"])
+
+    def loss_fn(out, target):
+        return pose_loss(out.view(-1, NUM_JOINTS, 2), target)
+
+    f = {**settings["fit"], **fit_overrides}
+    history = fit(model, (feats, targets), device=device or "cpu", progress=False, loss_fn=loss_fn, seed=seed, **f)
+    return model.cpu().eval(), history
