@@ -40,17 +40,17 @@ import time
 
 import torch
 
-PAPER_MULTIPLIERS = [0.25, 1.0, 4.0]
+PAPER_MULTIPLIERS = [1.0]
 COURSE = {"n_augmentations": 16, "max_angle": 15.0, "max_shift": None, "iterations": 100, "seed": 0,
           "image_padding": "reflection", "lambda_grid": [0.002, 0.01, 0.05], "l_grid": [8, 16],
-          "k_grid": [8, 16], "prior_lambda": [0.002, 0.01, 0.05, 0.2]}
+          "k_grid": [8], "prior_lambda": [0.002, 0.01, 0.05, 0.2]}
 
 
 def settings(split: str, seed: int, first_item: int, n_items: int) -> dict:
     """The settings of one shard (``split``: ``"val"`` or ``"heldout"``)."""
     return {"model": "shapes_lite0", "target_layer": "head", "split": split, "pool": 200, "seed": seed,
             "first_item": first_item, "n_items": n_items, "paper_seed": 0, "paper_multipliers": PAPER_MULTIPLIERS,
-            "converged": {"step_size": 0.02, "iterations": 1000},
+            "converged": {"step_size": 0.02, "iterations": 400},
             "course": COURSE, "batch_size": 25,
             "corloc_taus": [0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
             "iou_taus": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7], "history_every": 10}
