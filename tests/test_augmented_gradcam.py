@@ -515,3 +515,113 @@ def test_solve_scale_bad_input():
         explainer.solve(g, theta, (32, 32), scale=2)
     with pytest.raises(TypeError, match="low_size must be an"):
         explainer.solve_size((32, 32), 8)
+
+
+# ------------------------------------------------------------------------------------------ the paper's options
+def test_bilinear_downsample_hand_computed_point_sampling():
+    # 8 -> 2: the cells' centres fall at 1.5 and 5.5, so each value is the mean of the 2x2 pixels around them
+    # (rows/cols 1-2 and 5-6), not of the whole 4x4 block
+    x = torch.arange(64.0).reshape(8, 8)
+    expected = torch.tensor([[(9 + 10 + 17 + 18) / 4, (13 + 14 + 21 + 22) / 4],
+                             [(41 + 42 + 49 + 50) / 4, (45 + 46 + 53 + 54) / 4]])
+    assert_close(downsample(x, (2, 2), mode="bilinear"), expected, atol=1e-6, rtol=0)
+    assert_close(downsample(x, (2, 2), mode="area"), F.avg_pool2d(x[None, None], 4)[0, 0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("size,low", [((16, 16), (4, 4)), ((20, 14), (3, 5)), ((224, 224), (7, 7))])
+def test_bilinear_operator_matrix_equals_grid_sample_then_interpolate(size, low):
+    # independent of downsample/warp: torch's affine_grid + grid_sample, then F.interpolate (bilinear, no AA)
+    theta = affine_matrices(*augmentation_params(5, 28.6, 6.0, seed=3), size).double()
+    h = torch.rand(1, 1, *size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    grid = F.affine_grid(theta, [5, 1, *size], align_corners=False)
+    warped = F.grid_sample(h.expand(5, 1, *size), grid, mode="bilinear", padding_mode="zeros",
+                           align_corners=False)
+    expected = F.interpolate(warped, size=low, mode="bilinear", align_corners=False)[:, 0]
+    matrix = operator_matrix(theta, size, low, downsampling="bilinear")
+    assert_close((matrix @ h.flatten()).view(5, *low), expected, atol=1e-12, rtol=0)
+    # at most four warped pixels of four source pixels per measured cell
+    assert matrix._nnz() <= 16 * 5 * low[0] * low[1]
+
+
+def test_data_residuals_hand_computed():
+    from course_lib.saliency.augmented import data_residuals
+
+    theta = _identity(3, (4, 4))
+    g = torch.stack([torch.ones(2, 2), torch.zeros(2, 2), torch.full((2, 2), 3.0)])[None]
+    # h = 1 downsamples to ones: residuals 0, ||1|| = 2, ||-2|| = 4 (four cells each)
+    assert_close(data_residuals(torch.ones(1, 4, 4), g, theta), torch.tensor([[0.0, 2.0, 4.0]]), atol=1e-6,
+                 rtol=0)
+    with pytest.raises(ValueError, match="downsampling"):
+        data_residuals(torch.ones(1, 4, 4), g, theta, downsampling="nearest")
+
+
+def test_adam_from_zeros_first_step_is_minus_lr_times_the_gradient_sign():
+    # Adam's first step is lr * m / (sqrt(v) + eps) with m = (1-b1) u, v = (1-b2) u^2 after bias correction:
+    # -lr * u / (|u| + eps), i.e. -lr * sign(u) wherever |u| >> eps. Without TV the gradient at 0 is -2 M^T g.
+    theta = affine_matrices(*augmentation_params(4, 20.0, 2.0, seed=1), (12, 12))
+    g = torch.rand(1, 4, 3, 3, generator=torch.Generator().manual_seed(1)) + 0.1
+    out = super_resolve(g, theta, (12, 12), lambda_tv=0.0, iterations=1, optimizer="adam", step_size=1e-3,
+                        init="zeros", keep="last", downsampling="bilinear")
+    matrix = operator_matrix(theta, (12, 12), (3, 3), downsampling="bilinear")
+    grad = (-2 * (matrix.to_dense().T @ g.flatten())).view(12, 12)
+    # exactly: -lr * u / (|u| + eps), eps = 1e-8 (torch's default); float32 round-off at 1e-3 is ~1e-10
+    assert_close(out.maps[0], -1e-3 * grad / (grad.abs() + 1e-8), atol=1e-9, rtol=0)
+    big = grad.abs() > 1e-4
+    assert_close(out.maps[0][big], -1e-3 * torch.sign(grad[big]), atol=1e-7, rtol=0)
+    assert_close(out.objective[0], (g ** 2).sum((1, 2, 3)), atol=1e-5, rtol=0)  # h = 0: the objective is ||g||^2
+
+
+def test_keep_last_versus_best():
+    theta = affine_matrices(*augmentation_params(3, 10.0, 1.0, seed=0), (8, 8))
+    g = torch.rand(1, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    best = super_resolve(g, theta, (8, 8), iterations=30, optimizer="adam", step_size=0.5, keep="best")
+    last = super_resolve(g, theta, (8, 8), iterations=30, optimizer="adam", step_size=0.5, keep="last")
+    assert_close(sr_objective(best.maps, g, theta, lambda_tv=0.02)[0], best.objective.min(0).values[0],
+                 atol=1e-4, rtol=1e-5)
+    assert_close(sr_objective(last.maps, g, theta, lambda_tv=0.02)[0], last.objective[-1, 0], atol=1e-4,
+                 rtol=1e-5)
+    zero = super_resolve(g, theta, (8, 8), iterations=0, init="zeros")
+    assert bool((zero.maps == 0).all())
+
+
+def test_scaling_each_is_invariant_to_rescaling_each_copy():
+    from course_lib.models import SmallCNN
+    from course_lib.saliency import AugmentedGradCAM
+
+    explainer = AugmentedGradCAM(SmallCNN(num_classes=3, width=4), "features", n_augmentations=4,
+                                 iterations=20, scaling="each", optimizer="adam", step_size=0.01,
+                                 init="zeros", downsampling="bilinear")
+    theta = explainer.augmentations((16, 16), (4, 4))
+    g = torch.rand(2, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    factors = torch.tensor([1.0, 4.0, 0.5, 8.0])[None, :, None, None]  # powers of 2: the division is exact
+    a = explainer.solve(g, theta, (16, 16))
+    b = explainer.solve(g * factors, theta, (16, 16))  # g_1 unchanged: the output's unit is the same
+    assert torch.equal(a, b)
+    c = explainer.solve(g * factors, theta, (16, 16), scaling="first")
+    assert float((a - c).abs().max()) > 1e-3  # "first" sees the copies' different scales
+
+
+def test_paper_protocol_values():
+    import math
+
+    from course_lib.saliency.augmented import PAPER_PROTOCOL
+
+    assert PAPER_PROTOCOL["n_augmentations"] == 100
+    assert math.isclose(math.radians(PAPER_PROTOCOL["max_angle"]), 0.5)
+    assert math.isclose(PAPER_PROTOCOL["lambda_tv"], 0.2) and math.isclose(PAPER_PROTOCOL["mu"], 0.01)
+    assert (PAPER_PROTOCOL["optimizer"], PAPER_PROTOCOL["step_size"], PAPER_PROTOCOL["iterations"]) == (
+        "adam", 1e-3, 200)
+
+
+@pytest.mark.parametrize("kwargs,name", [({"downsampling": "nearest"}, "downsampling"),
+                                         ({"scaling": "last"}, "scaling"), ({"init": "ones"}, "init"),
+                                         ({"keep": "first"}, "keep")])
+def test_paper_options_bad_input(kwargs, name):
+    from course_lib.models import SmallCNN
+    from course_lib.saliency import AugmentedGradCAM
+
+    with pytest.raises(ValueError, match=name):
+        AugmentedGradCAM(SmallCNN(num_classes=3, width=4), "features", **kwargs)
+    if name != "scaling":
+        with pytest.raises(ValueError, match=name):
+            super_resolve(torch.rand(1, 1, 2, 2), _identity(1, (4, 4)), (4, 4), **kwargs)

@@ -18,6 +18,7 @@ The pieces are public so that each can be read, tested and reused on its own; th
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -39,6 +40,7 @@ from ..models import model_mode
 from .cam import GradCAM
 from .superres import (
     SuperResolution,
+    data_residuals,
     operator_matrix,
     operator_norm_squared,
     sr_objective,
@@ -46,10 +48,14 @@ from .superres import (
     tv_l1,
     tv_l1_subgradient,
 )
-from .warps import affine_matrices, augmentation_params, downsample, warp
+from .warps import DOWNSAMPLING, affine_matrices, augmentation_params, downsample, warp
+
+SCALINGS = ("first", "each")  # the measurements divided by the maximum of g_1, or each g_l by its own
 
 __all__ = [
     "AugmentedGradCAM",
+    "PAPER_PROTOCOL",
+    "data_residuals",
     "augmentation_params",
     "affine_matrices",
     "warp",
@@ -129,6 +135,17 @@ class AugmentedGradCAM(GradCAM):
             is computed on :math:`\min(H, k h) \times \min(W, k w)` and upsampled bilinearly (default 8;
             ``None``: always at the input's resolution). See :meth:`solve_size`.
         progress: show a progress bar over the solver's iterations.
+        downsampling: the operator :math:`D`: ``"area"`` (block average, default) or ``"bilinear"`` (the
+            authors' bilinear resize, :func:`downsample`).
+        scaling: ``"first"`` (default): every :math:`g_l` divided by the maximum of :math:`g_1`; ``"each"``:
+            each :math:`g_l` divided by its own maximum (the authors' code).
+        init: the solver's starting point, ``"upsampled"`` :math:`g_1` (default) or ``"zeros"`` (the authors').
+        keep: the solver's iterate returned, ``"best"`` (lowest objective, default) or ``"last"``.
+
+    Morbidelli et al.'s protocol is ``n_augmentations=100, max_angle=math.degrees(0.5), max_shift=30,
+    lambda_tv=2e-3 * 100, mu=1e-4 * 100, iterations=200, optimizer="adam", step_size=1e-3,
+    image_padding="zeros", solve_scale=None, downsampling="bilinear", scaling="each", init="zeros",
+    keep="last"`` at 224×224 (:data:`PAPER_PROTOCOL`).
 
     Example:
         >>> from course_lib.models import SmallCNN
@@ -156,6 +173,10 @@ class AugmentedGradCAM(GradCAM):
         max_change: float | None = 0.03,
         solve_scale: int | None = 8,
         progress: bool = False,
+        downsampling: str = "area",
+        scaling: str = "first",
+        init: str = "upsampled",
+        keep: str = "best",
     ) -> None:
         super().__init__(model, target_layer)
         check_choice(image_padding, "image_padding", ("zeros", "border", "reflection"))
@@ -174,6 +195,11 @@ class AugmentedGradCAM(GradCAM):
         self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size", minimum=1)
         self.solve_scale = None if solve_scale is None else check_int(solve_scale, "solve_scale", minimum=1)
         self.progress = progress
+        check_choice(downsampling, "downsampling", DOWNSAMPLING)
+        check_choice(scaling, "scaling", SCALINGS)
+        check_choice(init, "init", ("upsampled", "zeros"))
+        check_choice(keep, "keep", ("best", "last"))
+        self.downsampling, self.scaling, self.init, self.keep = downsampling, scaling, init, keep
         self.last_timing: dict[str, float] = {}
         self.last_solution: SuperResolution | None = None
         self.last_theta: torch.Tensor | None = None
@@ -252,17 +278,21 @@ class AugmentedGradCAM(GradCAM):
         solver's own output, on its grid, is in :attr:`last_solution`). ``solve_scale`` may be among the
         ``overrides`` too.
 
-        The measurements are divided by the largest value of :math:`g_1` for the solver and the result multiplied
-        back. ``overrides`` replace solver settings of this explainer for this call (``lambda_tv``, ``mu``,
-        ``iterations``, ``step_size``, ``max_change``, ``optimizer``), e.g. to compare several on the same
+        The measurements are divided by the largest value of :math:`g_1` (or each by its own, ``scaling="each"``)
+        for the solver and the result multiplied by the largest value of :math:`g_1`. ``overrides`` replace
+        solver settings of this explainer for this call (``lambda_tv``, ``mu``, ``iterations``, ``step_size``,
+        ``max_change``, ``optimizer``, ``downsampling``, ``init``, ``keep``, ``scaling``), e.g. to compare several on the same
         measurements. The solver's output is kept in :attr:`last_solution`."""
         settings = {"lambda_tv": self.lambda_tv, "mu": self.mu, "iterations": self.iterations,
-                    "step_size": self.step_size, "max_change": self.max_change, "optimizer": self.optimizer}
-        known = sorted(settings) + ["solve_scale"]
+                    "step_size": self.step_size, "max_change": self.max_change, "optimizer": self.optimizer,
+                    "downsampling": self.downsampling, "init": self.init, "keep": self.keep}
+        known = sorted(settings) + ["scaling", "solve_scale"]
         unknown = set(overrides) - set(known)
         if unknown:
             raise TypeError(f"solve() got unknown solver settings {sorted(unknown)}; known: {known}")
         scale_k = overrides.pop("solve_scale", self.solve_scale)
+        scaling = overrides.pop("scaling", self.scaling)
+        check_choice(scaling, "scaling", SCALINGS)
         scale_k = None if scale_k is None else check_int(scale_k, "solve_scale", minimum=1)
         settings.update(overrides)
         g = check_tensor(low_res, "low_res", ndim=4)
@@ -273,8 +303,12 @@ class AugmentedGradCAM(GradCAM):
         scale = g[:, 0].flatten(1).amax(1)
         scale = torch.where(scale > 0, scale, g.flatten(1).amax(1))
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        solution = super_resolve(g / scale[:, None, None, None], theta.to(g.device), grid, progress=self.progress,
-                                 **settings)
+        if scaling == "first":
+            measured = g / scale[:, None, None, None]
+        else:  # each copy by its own maximum (an all-zero copy stays zero)
+            own = g.flatten(2).amax(2)
+            measured = g / torch.where(own > 0, own, torch.ones_like(own))[:, :, None, None]
+        solution = super_resolve(measured, theta.to(g.device), grid, progress=self.progress, **settings)
         self.last_solution = solution
         maps = solution.maps
         if grid != size:
@@ -296,8 +330,19 @@ class AugmentedGradCAM(GradCAM):
         return (
             f"AugmentedGradCAM({type(self.model).__name__}, target_layer={self.layer_name!r}, "
             f"n_augmentations={self.n_augmentations}, lambda_tv={self.lambda_tv}, mu={self.mu}, "
-            f"iterations={self.iterations}, optimizer={self.optimizer!r}, solve_scale={self.solve_scale})"
+            f"iterations={self.iterations}, optimizer={self.optimizer!r}, solve_scale={self.solve_scale}, "
+            f"downsampling={self.downsampling!r}, scaling={self.scaling!r})"
         )
+
+
+PAPER_PROTOCOL: dict = {
+    "n_augmentations": 100, "max_angle": math.degrees(0.5), "max_shift": 30.0,
+    "lambda_tv": 2e-3 * 100, "mu": 1e-4 * 100, "iterations": 200, "optimizer": "adam", "step_size": 1e-3,
+    "image_padding": "zeros", "solve_scale": None, "downsampling": "bilinear", "scaling": "each",
+    "init": "zeros", "keep": "last",
+}
+"""Morbidelli et al.'s settings (ICASSP 2020 and their released code) as :class:`AugmentedGradCAM` arguments,
+for 224×224 inputs: ``AugmentedGradCAM(model, layer, **PAPER_PROTOCOL)``."""
 
 
 def _solver_grid(size: tuple[int, int], low_size: tuple[int, int], k: int | None) -> tuple[int, int]:

@@ -33,10 +33,10 @@ from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int, check_nonnegative, check_positive, check_tensor
 from .._total_variation import anisotropic_tv, anisotropic_tv_subgradient
-from .warps import downsample, warp
+from .warps import DOWNSAMPLING, downsample, warp
 
 __all__ = ["operator_matrix", "tv_l1", "tv_l1_subgradient", "sr_objective", "operator_norm_squared",
-           "SuperResolution", "super_resolve"]
+           "SuperResolution", "super_resolve", "data_residuals"]
 
 def _pooling_weights(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """For each input index, the (up to two) output cells of adaptive average pooling that contain it and the
@@ -53,7 +53,19 @@ def _pooling_weights(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch
     return cells.to(device), weights.to(device)
 
 
-def operator_matrix(theta: torch.Tensor, size: tuple[int, int], low_size: tuple[int, int]) -> torch.Tensor:
+def _linear_weights(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each output index of a bilinear resize from ``n_in`` to ``n_out`` (``align_corners=False``, no
+    anti-aliasing, as ``F.interpolate`` computes it), its two input indices and their weights ``(n_out, 2)``."""
+    out = torch.arange(n_out, dtype=torch.float64)
+    src = ((out + 0.5) * (n_in / n_out) - 0.5).clamp_min(0.0)
+    i0 = torch.floor(src).long().clamp_max(n_in - 1)
+    i1 = (i0 + 1).clamp_max(n_in - 1)
+    frac = src - i0
+    return torch.stack([i0, i1], 1).to(device), torch.stack([1 - frac, frac], 1).to(device)
+
+
+def operator_matrix(theta: torch.Tensor, size: tuple[int, int], low_size: tuple[int, int],
+                    downsampling: str = "area") -> torch.Tensor:
     r"""The stacked operators :math:`M = [D A_1; \dots; D A_L]` as one sparse matrix.
 
     :func:`warp` followed by :func:`downsample` is linear in the map, so it is a matrix with
@@ -62,12 +74,14 @@ def operator_matrix(theta: torch.Tensor, size: tuple[int, int], low_size: tuple[
     per axis for sizes that do not divide), so :math:`M` has at most :math:`16 L H W` non-zeros: applying it
     and its transpose costs far less than running ``grid_sample`` forward and backward, which is what makes
     hundreds of solver iterations cheap. The weights are those of ``grid_sample`` (bilinear,
-    ``align_corners=False``, zeros outside) on the grid of ``affine_grid``.
+    ``align_corners=False``, zeros outside) on the grid of ``affine_grid``. With ``downsampling="bilinear"``
+    :math:`D` is the bilinear resize of :func:`downsample` instead: each row reads four warped pixels, so
+    :math:`M` has at most :math:`16 L h w` non-zeros.
 
     Returns:
         A sparse CSR tensor ``(L * h * w, H * W)`` on the device of ``theta``, with
-        ``(M @ h.flatten()).view(L, h, w) == downsample(warp(h[None, None], theta)[0, :, 0], low_size)`` up to
-        float round-off.
+        ``(M @ h.flatten()).view(L, h, w) == downsample(warp(h[None, None], theta)[0, :, 0], low_size,
+        downsampling)`` up to float round-off.
 
     Example:
         >>> from course_lib.saliency.warps import affine_matrices
@@ -83,8 +97,11 @@ def operator_matrix(theta: torch.Tensor, size: tuple[int, int], low_size: tuple[
     h_lo, w_lo = (check_int(v, "low_size", minimum=1) for v in low_size)
     if h_lo > h_in or w_lo > w_in:
         raise ValueError(f"low_size {tuple(low_size)} must not be larger than size {tuple(size)}")
+    check_choice(downsampling, "downsampling", DOWNSAMPLING)
     device, n_aug = theta.device, theta.shape[0]
     grid = F.affine_grid(theta.to(torch.float64), [n_aug, 1, h_in, w_in], align_corners=False)  # (L, H, W, 2)
+    if downsampling == "bilinear":
+        return _bilinear_operator(grid, (h_in, w_in), (h_lo, w_lo)).to(theta.dtype)
     ix = ((grid[..., 0] + 1) * w_in - 1) / 2  # source coordinates in pixels, as grid_sample computes them
     iy = ((grid[..., 1] + 1) * h_in - 1) / 2
     x0, y0 = torch.floor(ix), torch.floor(iy)
@@ -116,6 +133,55 @@ def operator_matrix(theta: torch.Tensor, size: tuple[int, int], low_size: tuple[
         check_invariants=False,
     ).coalesce()
     return _to_csr(matrix.to(theta.dtype))
+
+
+def _warp_taps(grid: torch.Tensor, size: tuple[int, int]):
+    """The four source pixels of ``grid_sample`` (bilinear, zeros outside) for each point of ``grid``
+    ``(..., 2)``: a list of ``(source index, weight)`` pairs, weight 0 for a source outside the frame."""
+    h_in, w_in = size
+    ix = ((grid[..., 0] + 1) * w_in - 1) / 2
+    iy = ((grid[..., 1] + 1) * h_in - 1) / 2
+    x0, y0 = torch.floor(ix), torch.floor(iy)
+    fx, fy = ix - x0, iy - y0
+    x0, y0 = x0.long(), y0.long()
+    taps = []
+    for dy, wgt_y in ((0, 1 - fy), (1, fy)):
+        for dx, wgt_x in ((0, 1 - fx), (1, fx)):
+            sy, sx = y0 + dy, x0 + dx
+            inside = (sy >= 0) & (sy < h_in) & (sx >= 0) & (sx < w_in)
+            taps.append((sy.clamp(0, h_in - 1) * w_in + sx.clamp(0, w_in - 1),
+                         torch.where(inside, wgt_y * wgt_x, torch.zeros_like(fx))))
+    return taps
+
+
+def _bilinear_operator(grid: torch.Tensor, size: tuple[int, int], low_size: tuple[int, int]) -> torch.Tensor:
+    """``M`` for the bilinear resize ``D``: row ``(l, a, b)`` interpolates four warped pixels, each of which
+    interpolates four source pixels (``grid`` ``(L, H, W, 2)`` from ``affine_grid``)."""
+    (h_in, w_in), (h_lo, w_lo) = size, low_size
+    n_aug, device = grid.shape[0], grid.device
+    ry, wy = _linear_weights(h_in, h_lo, device)  # (h, 2)
+    rx, wx = _linear_weights(w_in, w_lo, device)  # (w, 2)
+    aug = torch.arange(n_aug, device=device)[:, None, None]
+    a = torch.arange(h_lo, device=device)[None, :, None]
+    b = torch.arange(w_lo, device=device)[None, None, :]
+    row = ((aug * h_lo + a) * w_lo + b).expand(n_aug, h_lo, w_lo)
+    rows, cols, vals = [], [], []
+    for ky in range(2):
+        for kx in range(2):
+            py, px = ry[:, ky][None, :, None], rx[:, kx][None, None, :]  # the warped pixel read
+            w_down = wy[:, ky][None, :, None] * wx[:, kx][None, None, :]
+            points = grid[aug, py, px]  # (L, h, w, 2)
+            for source, w_warp in _warp_taps(points, size):
+                rows.append(row.flatten())
+                cols.append(source.flatten())
+                vals.append((w_down * w_warp).flatten())
+    rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    keep = vals != 0
+    matrix = torch.sparse_coo_tensor(
+        torch.stack([rows[keep], cols[keep]]), vals[keep], (n_aug * h_lo * w_lo, h_in * w_in),
+        check_invariants=False,
+    ).coalesce()
+    return _to_csr(matrix)
 
 
 def _to_csr(matrix: torch.Tensor) -> torch.Tensor:
@@ -168,14 +234,36 @@ def tv_l1_subgradient(h: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- solver
-def _data_term(h: torch.Tensor, g: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+def _data_term(h: torch.Tensor, g: torch.Tensor, theta: torch.Tensor, downsampling: str = "area") -> torch.Tensor:
     """Sum over l of ||D A_l h - g_l||^2 for h (N, H, W), g (N, L, h, w): one value per image."""
-    pred = downsample(warp(h[:, None], theta)[:, :, 0], tuple(g.shape[-2:]))
+    pred = downsample(warp(h[:, None], theta)[:, :, 0], tuple(g.shape[-2:]), downsampling)
     return (pred - g).pow(2).sum((-3, -2, -1))
 
 
+def data_residuals(h: torch.Tensor, low_res: torch.Tensor, theta: torch.Tensor,
+                   downsampling: str = "area") -> torch.Tensor:
+    r"""The residual of every measurement, :math:`\| D A_l h - g_l \|_2`, ``(N, L)``.
+
+    Computed with :func:`warp` and :func:`downsample` (not with :func:`operator_matrix`). If the :math:`g_l`
+    were exact measurements of one map, some :math:`h` would make every residual small; residuals that stay
+    large for some copies after the solve say the copies disagree.
+
+    Example:
+        >>> from course_lib.saliency.warps import affine_matrices
+        >>> theta = affine_matrices(torch.zeros(2), torch.zeros(2, 2), (4, 4))
+        >>> g = torch.stack([torch.ones(2, 2), torch.zeros(2, 2)])[None]  # two copies that disagree
+        >>> data_residuals(torch.ones(1, 4, 4), g, theta)
+        tensor([[0., 2.]])
+    """
+    h, low_res, theta = _check_problem(h, low_res, theta)
+    check_choice(downsampling, "downsampling", DOWNSAMPLING)
+    pred = downsample(warp(h[:, None], theta)[:, :, 0], tuple(low_res.shape[-2:]), downsampling)
+    return (pred - low_res).flatten(2).norm(dim=2)
+
+
 def sr_objective(
-    h: torch.Tensor, low_res: torch.Tensor, theta: torch.Tensor, lambda_tv: float = 0.0, mu: float = 0.0
+    h: torch.Tensor, low_res: torch.Tensor, theta: torch.Tensor, lambda_tv: float = 0.0, mu: float = 0.0,
+    downsampling: str = "area",
 ) -> torch.Tensor:
     r"""The super-resolution objective, one value per image.
 
@@ -189,6 +277,7 @@ def sr_objective(
         theta: ``(L, 2, 3)`` warps (:func:`affine_matrices` for size ``(H, W)``).
         lambda_tv: :math:`\lambda \ge 0`.
         mu: :math:`\mu \ge 0`.
+        downsampling: the operator :math:`D`, ``"area"`` or ``"bilinear"`` (:func:`downsample`).
 
     Example:
         >>> from course_lib.saliency.warps import affine_matrices
@@ -199,7 +288,8 @@ def sr_objective(
     h, low_res, theta = _check_problem(h, low_res, theta)
     lambda_tv = check_nonnegative(lambda_tv, "lambda_tv")
     mu = check_nonnegative(mu, "mu")
-    return _data_term(h, low_res, theta) + lambda_tv * tv_l1(h) + mu * h.pow(2).sum((-2, -1))
+    check_choice(downsampling, "downsampling", DOWNSAMPLING)
+    return _data_term(h, low_res, theta, downsampling) + lambda_tv * tv_l1(h) + mu * h.pow(2).sum((-2, -1))
 
 
 def _check_problem(h, low_res, theta):
@@ -250,7 +340,8 @@ class SuperResolution:
     """What :func:`super_resolve` returns.
 
     Attributes:
-        maps: ``(N, H, W)`` the iterate with the lowest objective (subgradient steps need not decrease it).
+        maps: ``(N, H, W)`` the iterate with the lowest objective (subgradient steps need not decrease it), or
+            the last one (``keep="last"``).
         objective: ``(iterations + 1, N)`` the objective of every iterate, the initial one first.
         step: the base step size used (``step_size`` divided by the Lipschitz constant for the subgradient
             method; the learning rate for Adam).
@@ -270,9 +361,11 @@ def super_resolve(
     iterations: int = 100,
     step_size: float | None = None,
     optimizer: str = "subgradient",
-    init: torch.Tensor | None = None,
+    init: torch.Tensor | str | None = None,
     progress: bool = False,
     max_change: float | None = 0.03,
+    downsampling: str = "area",
+    keep: str = "best",
 ) -> SuperResolution:
     r"""Solve the Augmented Grad-CAM inverse problem for a batch of images.
 
@@ -312,10 +405,14 @@ def super_resolve(
         step_size: :math:`\alpha` (default 1, in units of :math:`1/L_f`) for the subgradient method; Adam's
             learning rate (default 0.05) for Adam.
         optimizer: ``"subgradient"`` or ``"adam"``.
-        init: ``(N, H, W)`` starting point; default the bilinear upsampling of :math:`g_1`.
+        init: ``(N, H, W)`` starting point, ``"upsampled"`` (default: the bilinear upsampling of
+            :math:`g_1`) or ``"zeros"`` (Morbidelli et al.'s code).
         progress: show a progress bar over the iterations.
         max_change: :math:`\rho`, the largest root-mean-square change per pixel of a subgradient step before
             the :math:`1/\sqrt{t+1}` decay (``None``: no cap, plain steps :math:`\alpha / L_f`).
+        downsampling: the operator :math:`D`: ``"area"`` (block average, default) or ``"bilinear"`` (a
+            bilinear resize, point sampling at the cells' centres; the authors' code), see :func:`downsample`.
+        keep: return the iterate with the lowest objective (``"best"``, default) or the last one (``"last"``).
 
     Returns:
         A :class:`SuperResolution` with the maps, the objective history and the step.
@@ -336,14 +433,19 @@ def super_resolve(
     mu = check_nonnegative(mu, "mu")
     iterations = check_int(iterations, "iterations", minimum=0)
     check_choice(optimizer, "optimizer", ("subgradient", "adam"))
-    if init is None:
+    check_choice(downsampling, "downsampling", DOWNSAMPLING)
+    check_choice(keep, "keep", ("best", "last"))
+    if init is None or (isinstance(init, str) and init == "upsampled"):
         init = F.interpolate(low_res[:, :1], size=size, mode="bilinear", align_corners=False)[:, 0]
+    elif isinstance(init, str):
+        check_choice(init, "init", ("upsampled", "zeros"))
+        init = low_res.new_zeros(low_res.shape[0], *size)
     else:
         init = check_tensor(init, "init", ndim=3, shape={0: low_res.shape[0], 1: size[0], 2: size[1]})
     h, low_res, theta = _check_problem(init.detach().clone(), low_res.detach(), theta)
 
     n = h.shape[0]
-    matrix = operator_matrix(theta, size, tuple(low_res.shape[-2:]))  # M = [D A_1; ...; D A_L], sparse
+    matrix = operator_matrix(theta, size, tuple(low_res.shape[-2:]), downsampling)  # M = [D A_1; ...; D A_L], sparse
     transpose = _transpose_csr(matrix)
     targets = low_res.reshape(n, -1).T.contiguous()  # (L h w, N): the g_l of every image, one column each
 
@@ -387,4 +489,5 @@ def super_resolve(
             adam.zero_grad(set_to_none=True)
             h.grad = sub
             adam.step()
-    return SuperResolution(maps=best.detach(), objective=torch.stack(history), step=step)
+    out = best if keep == "best" else h
+    return SuperResolution(maps=out.detach(), objective=torch.stack(history), step=step)

@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from .._checks import check_choice, check_int, check_nonnegative, check_tensor
 from .._checks import generator as seeded_generator
 
-__all__ = ["augmentation_params", "affine_matrices", "warp", "downsample"]
+__all__ = ["augmentation_params", "affine_matrices", "warp", "downsample", "DOWNSAMPLING"]
+
+DOWNSAMPLING = ("area", "bilinear")  # the operators D that downsample and operator_matrix know
 
 def augmentation_params(
     n_augmentations: int,
@@ -126,20 +128,32 @@ def warp(x: torch.Tensor, theta: torch.Tensor, padding_mode: str = "zeros") -> t
     return out.reshape(n, n_aug, c, h, w)
 
 
-def downsample(h: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    r"""The operator :math:`D`: area averaging of ``(..., H, W)`` maps down to ``size = (h, w)``.
+def downsample(h: torch.Tensor, size: tuple[int, int], mode: str = "area") -> torch.Tensor:
+    r"""The operator :math:`D`: ``(..., H, W)`` maps down to ``size = (h, w)``.
 
-    For an integer factor :math:`k = H/h = W/w` each low-resolution value is the mean of a
-    :math:`k \times k` block, :math:`(D x)_{ij} = k^{-2} \sum_{a,b<k} x_{ki+a,\,kj+b}`, which is how a
-    stride-:math:`k` feature map summarizes the input (other ratios use adaptive average pooling).
+    ``mode="area"`` (the course's default) averages blocks: for an integer factor :math:`k = H/h = W/w` each
+    low-resolution value is the mean of a :math:`k \times k` block,
+    :math:`(D x)_{ij} = k^{-2} \sum_{a,b<k} x_{ki+a,\,kj+b}`, which is how a stride-:math:`k` feature map
+    summarizes the input (other ratios use adaptive average pooling). ``mode="bilinear"`` is a bilinear
+    resize without anti-aliasing (``F.interpolate(..., mode="bilinear", align_corners=False)``, the
+    operator of Morbidelli et al.'s code): each low-resolution value interpolates the four pixels around the
+    cell's centre, :math:`((i + \tfrac12) k - \tfrac12,\ (j + \tfrac12) k - \tfrac12)`, and ignores the
+    rest of the cell — point sampling.
 
     Example:
         >>> downsample(torch.arange(16.0).reshape(4, 4), (2, 2))
         tensor([[ 2.5000,  4.5000],
                 [10.5000, 12.5000]])
+        >>> downsample(torch.arange(64.0).reshape(8, 8), (2, 2), mode="bilinear")  # centres at 1.5, 5.5
+        tensor([[13.5000, 17.5000],
+                [45.5000, 49.5000]])
     """
     h = check_tensor(h, "h", ndim=(2, 3, 4, 5), finite=False, min_batch=0)
+    check_choice(mode, "mode", DOWNSAMPLING)
     lead = h.shape[:-2]
     flat = h.reshape(-1, 1, *h.shape[-2:])
-    out = F.adaptive_avg_pool2d(flat, tuple(size))
+    if mode == "area":
+        out = F.adaptive_avg_pool2d(flat, tuple(size))
+    else:
+        out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
     return out.reshape(*lead, *out.shape[-2:])
