@@ -8,7 +8,8 @@ error all follow from these numbers and the masks, which :func:`chunk_masks` red
 
 The masks come in chunks of ``chunk`` masks, chunk ``k`` drawn by :func:`course_lib.saliency.rise.rise_masks`
 from seed ``seed + k``, so that the first chunks of a long run are exactly a shorter run (the quick slice).
-One CPU thread (set by :func:`run`), about 30 ms per masked image: about 5 minutes of one idle core.
+One CPU thread (set by :func:`run`), about 30 ms per masked image: about 5 minutes of one idle core (25 minutes when it
+was stored, on a machine with a load average of about 20 on two cores).
 """
 
 from __future__ import annotations
