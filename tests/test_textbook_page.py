@@ -16,7 +16,8 @@ import yaml
 
 from course_lib._book import REPO
 
-TEXTBOOK_CHAPTERS = ["01_preprocessing", "02_batch_normalization", "04_localization", "05_pose_estimation",
+TEXTBOOK_CHAPTERS = ["01_preprocessing", "02_batch_normalization", "03_cnn_visualization", "04_localization",
+                     "05_pose_estimation",
                      "09_evaluating_explanations"]
 CHAPTERS = sorted(p.stem for p in (REPO / "chapters").glob("[0-9]*.md"))
 MAX_COLUMNS = 88

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import io
+
 import numpy as np
 import torch
 
@@ -146,11 +147,11 @@ def purity_table(p: dict) -> dict:
         data = ShapesDataset(p["n_images"], seed=seed)
         labels = data.labels
 
-        def purity(idx):
+        def purity(idx, labels=labels):
             return float(torch.bincount(labels[idx], minlength=len(SHAPE_CLASSES)).max()) / len(idx)
 
         per_layer = {}
-        for i, (name, n_ch) in enumerate(zip(relus, n_out)):
+        for i, (name, n_ch) in enumerate(zip(relus, n_out, strict=True)):
             tops = top_activating_patches(model, name, range(n_ch), data.images, k=p["k"])
             per_layer[f"conv{i + 1}"] = [purity(t.indices.cpu()) for t in tops]
         g = torch.Generator().manual_seed(seed)
@@ -238,7 +239,7 @@ def _run(s: dict, progress: bool, device: str) -> dict:
                 _report(outs[-1], IMAGENET_CATEGORIES)
     runs: dict = {arm: {str(c): {} for c in classes} for arm in s["arms"]}
     images: dict = {}
-    for (arm, c, seed), (_, per_step, png) in zip(jobs, outs):
+    for (arm, c, seed), (_, per_step, png) in zip(jobs, outs, strict=True):
         runs[arm][str(c)][str(seed)] = per_step
         if png is not None:
             images.setdefault(arm, {})[str(c)] = png
@@ -250,7 +251,7 @@ def _run(s: dict, progress: bool, device: str) -> dict:
         r = feature_visualization(net, chans, steps=s["steps"], lr=s["lr"], image_size=size, seed=0, layer=layer,
                                   **s["arms"]["robust_fourier"])
         channels[layer] = {str(c): {"mean": float(v), "image": png_b64(img, s["image_side"])}
-                           for c, v, img in zip(chans, r.score, r.images)}
+                           for c, v, img in zip(chans, r.score, r.images, strict=True)}
         if progress:
             print(layer, chans, r.score.tolist(), flush=True)
     result["channels"] = channels
