@@ -30,7 +30,8 @@ stored as PNGs with the channel mean reached.
 top-8 held-out images that belong to the most frequent class, for three independent sets of 600 held-out
 images (seeds 2024–2026: new images, the same trained network), and the chance level of random sets of eight.
 
-One CPU thread per run (independent runs in three worker processes); about 11 CPU-minutes, 35 minutes on the shared two-core machine. The quick slice: the first class, seed 0, 16
+One CPU thread per run (independent runs in three worker processes): about 11 CPU-minutes, so ~10 minutes
+on a quiet two-core machine (it took ~75 minutes of wall time on one shared by five users). The quick slice: the first class, seed 0, 16
 steps, no images, no channels, the first image set.
 """
 
@@ -267,7 +268,7 @@ STUDY = Study(
     settings=SETTINGS,
     quick=QUICK,
     run=run,
-    minutes=35,
+    minutes=15,
     atol=1e-3,
     rtol=1e-3,
 )
