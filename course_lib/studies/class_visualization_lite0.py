@@ -31,8 +31,8 @@ top-8 held-out images that belong to the most frequent class, for three independ
 images (seeds 2024–2026: new images, the same trained network), and the chance level of random sets of eight.
 
 One CPU thread per run (independent runs in three worker processes): about 11 CPU-minutes, so ~10 minutes
-on a quiet two-core machine (it took ~75 minutes of wall time on one shared by five users). The quick slice: the first class, seed 0, 16
-steps, no images, no channels, the first image set.
+on a quiet two-core machine (it took over an hour of wall time on one shared by five users). The quick slice:
+the first class, seed 0, 16 steps, no images, no channels, the first image set.
 """
 
 from __future__ import annotations
