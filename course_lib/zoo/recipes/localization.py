@@ -11,8 +11,10 @@ r"""Zoo recipes of chapter 4 (localization), and the helpers of its pretrained-b
 * ``shapes_pretrained_localizer`` — :class:`PretrainedLocalizer`: the ImageNet-trained EfficientNet-Lite0
   (:func:`course_lib.pretrained.efficientnet_lite0`) on 64×64 shapes resized to 128×128, the stem and
   ``blocks[0..7]`` frozen (their 80×8×8 output computed once and cached in ``~/.cache/course_lib/features``),
-  ``blocks[8..10]`` fine-tuned under a class + box head (:class:`Lite0TopLocalizer`). Only the fine-tuned part
-  is stored, in float16 (rounded before evaluation, so the recorded metrics are the stored weights').
+  ``blocks[8..10]`` fine-tuned under a class + box head (:class:`Lite0TopLocalizer`), on the training images and
+  their horizontal mirrors (cached as extra copies, boxes mirrored; :data:`ZOO_FINETUNE_SETTINGS`). Only the
+  fine-tuned part is stored, in float16 (rounded before evaluation, so the recorded metrics are the stored
+  weights').
 
 The study ``localization_pretrained`` (:mod:`course_lib.studies`) sweeps :math:`\alpha` for a
 :class:`course_lib.models.FeatureHead` on the *frozen* last map (1280×4×4) on a validation split and trains a
