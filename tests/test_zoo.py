@@ -231,6 +231,30 @@ def test_pretrained_localizer_stores_only_the_fine_tuned_part():
     assert logits.shape == (2, 5) and boxes.shape == (2, 4)
 
 
+def test_mirrored_feature_cache_mirrors_images_and_boxes(tmp_path, monkeypatch):
+    """The recipe's flip copies: features of the mirrored images, and the tight box of the mirrored mask."""
+    from course_lib.boxes import mask_to_box
+    from course_lib.data import ShapesDataset
+    from course_lib.models import frozen_features
+    from course_lib.pretrained import efficientnet_lite0
+    from course_lib.zoo.recipes import localization as loc
+
+    monkeypatch.setattr(loc, "FEATURE_CACHE", tmp_path)
+    settings = {**loc.ZOO_FINETUNE_SETTINGS, "n_train": 4}
+    feats, labels, boxes = loc.lite0_block_features(settings, "train", 7, hflip=True)
+    data = ShapesDataset(4, size=settings["size"], seed=settings["train_seed"])
+    # the box of the mirrored image, measured on its mirrored mask (not by the formula x -> 1 - x)
+    torch.testing.assert_close(boxes, mask_to_box(data.masks.flip(-1)), atol=1e-6, rtol=0)
+    assert torch.equal(labels, data.labels)
+    net = efficientnet_lite0("cpu")
+    lower = nn.Sequential(net.normalize, net.stem, net.blocks[:8])
+    torch.testing.assert_close(feats, frozen_features(lower, data.images.flip(-1), size=128), atol=1e-5, rtol=0)
+    # the training set is the originals followed by their mirrored copies
+    both = loc.lite0_training_features(settings, 7)
+    assert both[0].shape[0] == 8 and torch.equal(both[0][4:], feats) and torch.equal(both[2][4:], boxes)
+    assert loc.ZOO_FINETUNE_SETTINGS["hflip"] and zoo.info("shapes_pretrained_localizer")["settings"]["hflip"]
+
+
 def test_pretrained_localizer_recipe_rejects_bad_blocks():
     from course_lib.pretrained import EfficientNetLite0
     from course_lib.zoo.recipes.localization import Lite0TopLocalizer

@@ -11,8 +11,10 @@ r"""Zoo recipes of chapter 4 (localization), and the helpers of its pretrained-b
 * ``shapes_pretrained_localizer`` — :class:`PretrainedLocalizer`: the ImageNet-trained EfficientNet-Lite0
   (:func:`course_lib.pretrained.efficientnet_lite0`) on 64×64 shapes resized to 128×128, the stem and
   ``blocks[0..7]`` frozen (their 80×8×8 output computed once and cached in ``~/.cache/course_lib/features``),
-  ``blocks[8..10]`` fine-tuned under a class + box head (:class:`Lite0TopLocalizer`). Only the fine-tuned part
-  is stored, in float16 (rounded before evaluation, so the recorded metrics are the stored weights').
+  ``blocks[8..10]`` fine-tuned under a class + box head (:class:`Lite0TopLocalizer`), on the training images and
+  their horizontal mirrors (cached as extra copies, boxes mirrored; :data:`ZOO_FINETUNE_SETTINGS`). Only the
+  fine-tuned part is stored, in float16 (rounded before evaluation, so the recorded metrics are the stored
+  weights').
 
 The study ``localization_pretrained`` (:mod:`course_lib.studies`) sweeps :math:`\alpha` for a
 :class:`course_lib.models.FeatureHead` on the *frozen* last map (1280×4×4) on a validation split and trains a
@@ -304,6 +306,10 @@ FINETUNE_SETTINGS: dict = {
     "weight_decay": 1e-4, "schedule": "cosine", "seed": 0,
 }
 
+# the zoo model: the study's architecture, more images (each also mirrored, a cached copy) and more epochs
+ZOO_FINETUNE_SETTINGS: dict = {**FINETUNE_SETTINGS, "n_train": 4000, "hflip": True, "epochs": 16,
+                               "dtype": "float16"}
+
 
 class Lite0TopLocalizer(nn.Module):
     r"""EfficientNet-Lite0's ``blocks[first..last]`` (ImageNet weights, trainable) and a two-task head, on the
@@ -357,24 +363,38 @@ class Lite0TopLocalizer(nn.Module):
         return self
 
 
-def lite0_block_features(settings: dict, part: str, block: int, device=None):
+def lite0_block_features(settings: dict, part: str, block: int, device=None, hflip: bool = False):
     """``(features, labels, boxes)`` of one split: EfficientNet-Lite0's ``blocks[block]`` output on the images
-    resized to ``input_size``, computed once and cached on disk (``block = -1``: the stem's output)."""
+    resized to ``input_size``, computed once and cached on disk (``block = -1``: the stem's output).
+
+    ``hflip=True``: the same of the horizontally mirrored images, with the boxes mirrored (:math:`x \to 1 - x`)."""
     from ...pretrained import efficientnet_lite0
 
     data = shapes_images(settings, part)
+    images, boxes = data.images, data.boxes
+    if hflip:
+        images, boxes = images.flip(-1), boxes.clone()
+        boxes[:, 0] = 1 - boxes[:, 0]
     key = (f"shapes_{settings['backbone']}_b{block}_{settings['size']}to{settings['input_size']}"
-           f"_n{len(data)}_s{settings[f'{part}_seed']}")
+           f"_n{len(data)}_s{settings[f'{part}_seed']}{'_hflip' if hflip else ''}")
     path = FEATURE_CACHE / f"{key}.pt"
     if path.is_file():
-        return torch.load(path, weights_only=True), data.labels, data.boxes
+        return torch.load(path, weights_only=True), data.labels, boxes
     net = efficientnet_lite0(device or "cpu")
     lower = nn.Sequential(net.normalize, net.stem, net.blocks[: block + 1])
-    feats = frozen_features(lower, data.images.to(next(net.parameters()).device),
+    feats = frozen_features(lower, images.to(next(net.parameters()).device),
                             size=settings["input_size"]).cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(feats, path)
-    return feats, data.labels, data.boxes
+    return feats, data.labels, boxes
+
+
+def lite0_training_features(settings: dict, block: int, device=None):
+    """The cached training split, with its mirrored copies appended when ``settings["hflip"]``."""
+    parts = [lite0_block_features(settings, "train", block, device)]
+    if settings.get("hflip", False):
+        parts.append(lite0_block_features(settings, "train", block, device, hflip=True))
+    return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
 
 
 def build_top_localizer(settings: dict = FINETUNE_SETTINGS, seed: int | None = None) -> Lite0TopLocalizer:
@@ -395,14 +415,14 @@ def _top_metrics(model, feats, labels, boxes) -> dict:
     return localization_metrics(torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs]), labels, boxes)
 
 
-def train_top_localizer(model, settings: dict, train, val=None, device=None) -> dict:
+def train_top_localizer(model, settings: dict, train, val=None, device=None, progress: bool = False) -> dict:
     """Train a :class:`Lite0TopLocalizer` on cached ``train = (features, labels, boxes)``; the history."""
     loss_fn, metrics = objective("multitask", settings["alpha"])
     pack = lambda t: _Flips(t[0], t[1], t[2], False)  # noqa: E731
     return fit(model, pack(train), pack(val) if val is not None else None, epochs=settings["epochs"],
                lr=settings["lr"], batch_size=settings["batch_size"], weight_decay=settings["weight_decay"],
                schedule=settings["schedule"], loss_fn=loss_fn, metrics=metrics, device=device or "cpu",
-               seed=settings["seed"], progress=False)
+               seed=settings["seed"], progress=progress)
 
 
 
@@ -442,7 +462,7 @@ class PretrainedLocalizer(nn.Module):
 
 
 def _finetuned_recipe() -> Recipe:
-    settings = {**FINETUNE_SETTINGS, "dtype": "float16"}
+    settings = ZOO_FINETUNE_SETTINGS
     block = settings["first"] - 1
 
     def build():
@@ -455,8 +475,8 @@ def _finetuned_recipe() -> Recipe:
                     t.copy_(t.half().to(t.dtype))
 
     def train(model, device, progress: bool = False) -> dict:
-        tr = lite0_block_features(settings, "train", block, device)
-        hist = train_top_localizer(model.top, settings, tr, None, device)
+        tr = lite0_training_features(settings, block, device)
+        hist = train_top_localizer(model.top, settings, tr, None, device, progress)
         _round(model)
         return {k: hist[k] for k in ("train_loss", "train_acc", "train_iou")}
 
