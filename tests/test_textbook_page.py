@@ -16,8 +16,9 @@ import yaml
 
 from course_lib._book import REPO
 
-TEXTBOOK_CHAPTERS = ["01_preprocessing", "02_batch_normalization", "04_localization", "05_pose_estimation",
-                     "07_gradient_saliency",
+TEXTBOOK_CHAPTERS = ["01_preprocessing", "02_batch_normalization", "03_cnn_visualization", "04_localization",
+                     "05_pose_estimation", "06_weakly_supervised_localization", "07_gradient_saliency",
+                     "08_perturbation_and_perception",
                      "09_evaluating_explanations"]
 CHAPTERS = sorted(p.stem for p in (REPO / "chapters").glob("[0-9]*.md"))
 MAX_COLUMNS = 88

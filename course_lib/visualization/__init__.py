@@ -20,6 +20,8 @@ model up to one layer (for the last two and the zoo's decoder recipe).
   input pixels :math:`a_l + i\,j_l, \dots, a_l + i\,j_l + r_l - 1`.
 * :func:`top_activating_patches` — the images and input patches that excite one channel most (Zeiler &
   Fergus, *Visualizing and Understanding Convolutional Networks*, ECCV 2014; Girshick et al., R-CNN, 2014).
+* :func:`feature_visualization` — class and channel visualizations with transformation robustness and a
+  decorrelated Fourier parameterization (Olah, Mordvintsev & Schubert, *Feature Visualization*, Distill 2017).
 * :func:`activation_maximization` — an input that maximizes a unit, a channel or a class score, by gradient
   ascent with the regularizers of Simonyan, Vedaldi & Zisserman (*Deep Inside Convolutional Networks*, 2014),
   Mahendran & Vedaldi (*Understanding Deep Image Representations by Inverting Them*, CVPR 2015) and random
@@ -33,6 +35,7 @@ model up to one layer (for the last two and the zoo's decoder recipe).
 
 
 from .ascent import AscentResult, activation_maximization, ascent_objective, total_variation
+from .feature_vis import FeatureVisResult, FourierImage, feature_visualization, robust_transform
 from .filters import filter_grid, first_conv, normalize_filters
 from .patches import TopPatches, top_activating_patches
 from .probe import LayerProbe
@@ -51,4 +54,8 @@ __all__ = [
     "ascent_objective",
     "AscentResult",
     "activation_maximization",
+    "feature_visualization",
+    "FeatureVisResult",
+    "FourierImage",
+    "robust_transform",
 ]

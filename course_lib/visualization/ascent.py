@@ -44,8 +44,9 @@ def total_variation(images: Images) -> torch.Tensor:
 
     .. math:: R_{TV}(I) = \sum_{c,i,j} \lvert I_{c,i+1,j} - I_{c,i,j} \rvert + \lvert I_{c,i,j+1} - I_{c,i,j} \rvert
 
-    (differences that would leave the image are dropped). Used as a smoothness prior by Mahendran &
-    Vedaldi (CVPR 2015) and Rudin, Osher & Fatemi (1992).
+    (differences that would leave the image are dropped). A simple anisotropic relative of the smoothness
+    priors of Rudin, Osher & Fatemi (1992) and of the :math:`V^\beta` family of Mahendran & Vedaldi (CVPR
+    2015), :math:`\sum_{i,j} ((I_{i,j+1} - I_{i,j})^2 + (I_{i+1,j} - I_{i,j})^2)^{\beta/2}`, which are isotropic.
 
     Args:
         images: ``(N, C, H, W)``.
@@ -78,8 +79,8 @@ def ascent_objective(score: torch.Tensor, image: torch.Tensor, l2=0.0, tv=0.0) -
 
     .. math:: J(I) = S(I) - \lambda_2 \lVert I \rVert_2^2 - \lambda_{TV} R_{TV}(I)
 
-    (Simonyan, Vedaldi & Zisserman, 2014, for the :math:`L_2` term; Mahendran & Vedaldi, 2015, for total
-    variation :math:`R_{TV}`, see :func:`total_variation`).
+    (Simonyan, Vedaldi & Zisserman, 2014, for the :math:`L_2` term; an anisotropic total variation
+    :math:`R_{TV}` in the spirit of Mahendran & Vedaldi's :math:`V^\beta` prior, see :func:`total_variation`).
 
     Args:
         score: ``(N,)`` target scores :math:`S(I)` (a unit, a channel mean or a class score before softmax).
