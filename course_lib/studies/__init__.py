@@ -41,6 +41,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,26 @@ def _version() -> str:
         return version("course-lib")
     except PackageNotFoundError:
         return "unknown"
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block on ``n`` CPU threads of torch, restoring the previous number afterwards.
+
+    A study that trains or sums many float32 terms reproduces its stored values only on the thread count it was
+    run with (reductions on two threads add in another order), so its ``run`` wraps the work in this.
+
+    Example:
+        >>> with torch_threads(1):
+        ...     torch.get_num_threads()
+        1
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run(name: str, quick: bool = False, device: str | torch.device = "cpu", progress: bool = False) -> dict:

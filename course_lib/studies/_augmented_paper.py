@@ -40,6 +40,8 @@ import time
 
 import torch
 
+from . import torch_threads
+
 PAPER_MULTIPLIERS = [1.0]
 COURSE = {"n_augmentations": 16, "max_angle": 15.0, "max_shift": None, "iterations": 100, "seed": 0,
           "image_padding": "reflection", "lambda_grid": [0.002, 0.01, 0.05], "l_grid": [8, 16],
@@ -134,9 +136,7 @@ def run(s: dict, progress: bool = False, device: str = "cpu") -> dict:
     from .. import zoo
     from ..saliency._base import upsample_maps
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         x, y, masks, boxes = (t.to(device) for t in items(s))
         model = zoo.load(s["model"], device)
         paper = paper_explainer(model, s)
@@ -186,5 +186,3 @@ def run(s: dict, progress: bool = False, device: str = "cpu") -> dict:
                         arm[kind].setdefault(t, []).extend(v)
         # (wall times are in the provenance: they are not reproducible, so not results)
         return {"arms": per_arm, "diagnostics": diag, "first_item_g": first_g}
-    finally:
-        torch.set_num_threads(threads)

@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from . import Study
+from . import Study, torch_threads
 
 SETTINGS = {
     "data": {"dataset": "sklearn digits, 8x8 -> 16x16 bilinear", "size": 16, "split_seed": 0, "n_train": 1000},
@@ -106,9 +106,7 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
 
     from ..training import evaluate_accuracy
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(settings["threads"])
-    try:
+    with torch_threads(settings["threads"]):
         train, held_out = digits_16(settings)
         bs = settings["optimizer"]["batch_size"]
         out: dict = {"learning_rate": {}, "generalization": {}, "small_batch": {}}
@@ -133,8 +131,6 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
                     out["small_batch"][f"{n}/batch={b}/seed={seed}"] = {"val_acc": r["val_acc"],
                                                                         "diverged": r["diverged"]}
         return out
-    finally:
-        torch.set_num_threads(threads)
 
 
 STUDY = Study(

@@ -43,7 +43,7 @@ import io
 import numpy as np
 import torch
 
-from . import Study
+from . import Study, torch_threads
 
 ARMS = {
     "none": {"param": "pixel", "robust": False, "l2": 0.0, "tv": 0.0, "jitter": 0},
@@ -173,9 +173,7 @@ def _one_run(job):
     from ..visualization.feature_vis import feature_visualization
 
     s, arm, c, seed, device = job
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         if device not in _NET:
             _NET[device] = efficientnet_lite0(device)
         net = _NET[device]
@@ -187,8 +185,6 @@ def _one_run(job):
             per_step[str(step)] = {k: v[0] for k, v in m.items()}
         png = png_b64(r.images[0], s["image_side"]) if seed in s["image_seeds"] else None
         return (arm, c, seed), per_step, png
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _report(out, categories) -> None:
@@ -200,12 +196,8 @@ def _report(out, categories) -> None:
 
 def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
     """The class and channel visualizations and the purity table (module doc), on one CPU thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _run(settings, progress, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(s: dict, progress: bool, device: str) -> dict:

@@ -23,8 +23,8 @@ the quick slice reruns the smallest size.
 
 from __future__ import annotations
 
-import torch
-
+from ..localization import evaluate_localizer
+from ..training import fit
 from ..zoo.recipes.localization import (
     FINETUNE_SETTINGS,
     LOCALIZER_SETTINGS,
@@ -38,9 +38,7 @@ from ..zoo.recipes.localization import (
     shapes_images,
     train_top_localizer,
 )
-from ..localization import evaluate_localizer
-from ..training import fit
-from . import Study
+from . import Study, torch_threads
 
 SETTINGS = {
     **{k: FINETUNE_SETTINGS[k] for k in ("n_train", "train_seed", "n_test", "test_seed", "size", "input_size",
@@ -53,12 +51,8 @@ SETTINGS = {
 
 def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
     """Fine-tuned vs from scratch per training-set size and seed (module doc); on one CPU thread, as stored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _run(settings, progress, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(settings: dict, progress: bool, device: str) -> dict:

@@ -18,7 +18,7 @@ localization_pretrained``); the quick slice reruns the first :math:`\alpha` of t
 from __future__ import annotations
 
 from ..zoo.recipes.localization import PRETRAINED_SETTINGS
-from . import Study
+from . import Study, torch_threads
 
 SETTINGS = {**{k: v for k, v in PRETRAINED_SETTINGS.items() if k not in ("alpha", "seed")},
             "seeds": [0, 1, 2], "parts": ["sweep", "scratch"]}
@@ -30,13 +30,9 @@ def _without_timing(run: dict) -> dict:
 
 
 def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
-    import torch
-
     from ..zoo.recipes.localization import pretrained_comparison
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         results: dict = {part: {} for part in settings["parts"]}
         for seed in settings["seeds"]:
             out = pretrained_comparison({**settings, "seed": seed}, device=None if device == "cpu" else device,
@@ -46,8 +42,6 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
             if "scratch" in out:
                 results["scratch"][f"seed={seed}"] = _without_timing(out["scratch"])
         return results
-    finally:
-        torch.set_num_threads(threads)
 
 
 STUDY = Study(

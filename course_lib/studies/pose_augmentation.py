@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Study
+from . import Study, torch_threads
 
 SETTINGS = {
     "data": {"size": 64, "n_train": 1000, "train_seed": 103, "n_heldout": 1000, "heldout_seed": 102},
@@ -52,9 +52,7 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
     from ..training import fit
     from ..zoo.recipes.pose import _heldout_loader, _pck_metric, figures
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(settings["threads"])
-    try:
+    with torch_threads(settings["threads"]):
         d = settings["data"]
         train = figures(d["n_train"], d["train_seed"], d["size"], "cpu")
         heldout = figures(d["n_heldout"], d["heldout_seed"], d["size"], "cpu")
@@ -80,8 +78,6 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
                 "heldout_pck_per_joint": pck(pred, heldout.joints, per_joint=True).tolist(),
             }
         return out
-    finally:
-        torch.set_num_threads(threads)
 
 
 STUDY = Study(

@@ -20,8 +20,6 @@ pose_finetune``); the quick slice reruns the frozen arm for seed 0.
 
 from __future__ import annotations
 
-import torch
-
 from ..zoo.recipes.pose import (
     TRANSFER_SETTINGS,
     figures,
@@ -31,7 +29,7 @@ from ..zoo.recipes.pose import (
     train_pose_head,
     train_pose_top,
 )
-from . import Study
+from . import Study, torch_threads
 
 SETTINGS = {
     "data": {k: TRANSFER_SETTINGS["data"][k] for k in ("size", "n_train", "train_seed", "n_heldout", "heldout_seed")},
@@ -44,12 +42,8 @@ QUICK = {**SETTINGS, "seeds": [0], "arms": {"frozen": SETTINGS["arms"]["frozen"]
 
 def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
     """Frozen vs fine-tuned ``blocks[8..10]`` under the same head (module doc); on one CPU thread, as stored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _run(settings, progress, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(settings: dict, progress: bool, device: str) -> dict:

@@ -36,7 +36,7 @@ from ..zoo.recipes.pose import (
     seed_everything,
     train_pose_head,
 )
-from . import Study
+from . import Study, torch_threads
 
 SETTINGS = TRANSFER_SETTINGS
 QUICK = {**SETTINGS, "seeds": [0],
@@ -50,12 +50,8 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
     On one CPU thread, as the stored results were made: the from-scratch arm trains a network, and float
     reductions on two threads sum in another order, so its numbers would drift in the third decimal.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _run(settings, progress, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(settings: dict, progress: bool, device: str) -> dict:

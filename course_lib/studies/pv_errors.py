@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import Study
+from . import Study, torch_threads
 
 SETTINGS: dict = {"seeds": [2, 401, 402], "n": 1000, "size": 64, "ring": 4, "batch_size": 250}
 
@@ -43,9 +43,7 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
     from ..data import ShapesDataset
     from ..saliency import PerceptionVisualization
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the stored results were made
-    try:
+    with torch_threads(1):  # as the stored results were made
         model, judge = zoo.load("shapes_gap", device=device), zoo.load("shapes_gmp", device=device)
         pv = PerceptionVisualization(model, "features", zoo.load("shapes_gap_decoder", device=device))
         pv_mid = PerceptionVisualization(model, "features.9", zoo.load("shapes_gap_decoder_mid", device=device))
@@ -67,8 +65,6 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
                         rows[key] += contrast(y, masks, settings["ring"]).cpu().tolist()
                 rows["label"] += data.labels[s:s + settings["batch_size"]].tolist()
             out[f"seed={seed}"] = rows
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from . import Study
+from . import Study, torch_threads
 
 SETTINGS: dict = {
     "model": "efficientnet_lite0 (ImageNet)", "photo": "chelsea", "size": 160, "grid_size": 5, "p": 0.5,
@@ -56,9 +56,7 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
 
     if settings["n_masks"] % settings["chunk"]:
         raise ValueError(f"n_masks ({settings['n_masks']}) must be a multiple of chunk ({settings['chunk']})")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the stored results were made
-    try:
+    with torch_threads(1):  # as the stored results were made
         net = efficientnet_lite0(device)
         x = image(settings).to(device)
         with torch.no_grad():
@@ -68,8 +66,6 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
         for k in tqdm(range(settings["n_masks"] // settings["chunk"]), disable=not progress):
             probs += probabilities(net, x, chunk_masks(k, settings, device), target,
                                    settings["batch_size"]).cpu().tolist()
-    finally:
-        torch.set_num_threads(threads)
     out = {"target": target, "label": IMAGENET_CATEGORIES[target], "probs": probs}
     if settings["n_masks"] == SETTINGS["n_masks"]:
         out["seconds"] = round(time.perf_counter() - start, 1)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Study
+from . import Study, torch_threads
 from ._lite0 import pool
 from .faithfulness_lite0 import SETTINGS as FAITH
 from .faithfulness_lite0 import maps_of
@@ -80,9 +80,7 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
     from .. import zoo
 
     s = settings
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # stored on one thread; the check reproduces it on CI's two
-    try:
+    with torch_threads(1):  # stored on one thread; the check reproduces it on CI's two
         model = zoo.load(s["model"], device)
         data = pool(s["n_pool"], s["seed"], s["size"])
         items = first_correct(model, data, s["first"] + s["n_items"], device)[s["first"] :]
@@ -97,8 +95,6 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
                 x, y = data.images[item : item + 1].to(device), data.labels[item : item + 1].to(device)
                 for name, m in maps.items():
                     out["methods"][name]["road"].append(road_of(model, x, m[j : j + 1], y, item, s))
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 
