@@ -40,7 +40,7 @@ import time
 
 import torch
 
-from . import torch_threads
+from . import Study, torch_threads
 
 PAPER_MULTIPLIERS = [1.0]
 COURSE = {"n_augmentations": 16, "max_angle": 15.0, "max_shift": None, "iterations": 100, "seed": 0,
@@ -56,6 +56,24 @@ def settings(split: str, seed: int, first_item: int, n_items: int) -> dict:
             "course": COURSE, "batch_size": 25,
             "corloc_taus": [0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
             "iou_taus": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7], "history_every": 10}
+
+
+def study(name: str, split: str, seed: int, first_item: int, n_items: int, minutes: int) -> Study:
+    """The study of items ``first_item`` … ``first_item + n_items - 1`` of ``shapes224(200, seed)`` (``split``:
+    ``"val"`` or ``"heldout"``); its quick slice is the first item."""
+    s = settings(split, seed=seed, first_item=first_item, n_items=n_items)
+    return Study(
+        name=name,
+        description="Augmented Grad-CAM: paper protocol, course solver, TV prior, Grad-CAM "
+                    f"({split} items {first_item}-{first_item + n_items - 1} of shapes224(200, seed={seed}))",
+        chapter="07_gradient_saliency",
+        settings=s,
+        quick={**s, "n_items": 1},
+        run=run,
+        minutes=minutes,
+        atol=2e-5,  # IoUs rounded to 5 decimals, one thread; counts exact unless a float tie moves a maximum
+        rtol=1e-4,  # objectives (hundreds) summed in float32
+    )
 
 
 def paper_key(m: float) -> str:

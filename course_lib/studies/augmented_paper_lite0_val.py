@@ -1,28 +1,12 @@
-"""Augmented Grad-CAM under Morbidelli et al.'s protocol, next to the course's solver, the TV prior alone and
-upsampled Grad-CAM: validation items 0-9 of ``shapes224(200, seed=3)``, on which chapter 7 chooses each arm's setting and threshold per metric.
+"""Augmented Grad-CAM under Morbidelli et al.'s protocol (chapter 7):
+validation items 0-9 of ``shapes224(200, seed=3)``, on which chapter 7 chooses each arm's
+setting and threshold per metric.
 
-The arms, metrics and stored diagnostics are described in :mod:`course_lib.studies._augmented_paper`. Items
-are independent (every explainer has an int seed, so each item gets the same warps wherever it sits in the
-list). About 40 s of one idle core per item (the 100 forward/backward passes of the paper arm take most
-of it).
+The arms, metrics and stored diagnostics are described in :mod:`course_lib.studies._augmented_paper`.
+About 40 s of one idle core per item (the 100 forward/backward passes of the paper arm take most of it).
 """
 
-from __future__ import annotations
+from ._augmented_paper import study
 
-from . import Study
-from ._augmented_paper import run, settings
-
-SETTINGS = settings("val", seed=3, first_item=0, n_items=10)
-QUICK = {**SETTINGS, "n_items": 1}
-
-STUDY = Study(
-    name="augmented_paper_lite0_val",
-    description="Augmented Grad-CAM: paper protocol, course solver, TV prior, Grad-CAM (validation items 0-9 of ``shapes224(200, seed=3)``, on which chapter 7 chooses each arm's setting and threshold per metric)",
-    chapter="07_gradient_saliency",
-    settings=SETTINGS,
-    quick=QUICK,
-    run=run,
-    minutes=8,
-    atol=2e-5,  # IoUs rounded to 5 decimals, one thread; counts exact unless a float tie moves a maximum
-    rtol=1e-4,  # objectives (hundreds) summed in float32
-)
+STUDY = study("augmented_paper_lite0_val", "val",
+              seed=3, first_item=0, n_items=10, minutes=8)
