@@ -126,13 +126,7 @@ def operator_matrix(theta: torch.Tensor, size: tuple[int, int], low_size: tuple[
                     rows.append(((aug * h_lo + a) * w_lo + b).flatten())
                     cols.append(source.flatten())
                     vals.append(weight.flatten())
-    rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
-    keep = vals != 0
-    matrix = torch.sparse_coo_tensor(
-        torch.stack([rows[keep], cols[keep]]), vals[keep], (n_aug * h_lo * w_lo, h_in * w_in),
-        check_invariants=False,
-    ).coalesce()
-    return _to_csr(matrix.to(theta.dtype))
+    return _to_csr(_assemble(rows, cols, vals, (n_aug * h_lo * w_lo, h_in * w_in)).to(theta.dtype))
 
 
 def _warp_taps(grid: torch.Tensor, size: tuple[int, int]):
@@ -175,13 +169,16 @@ def _bilinear_operator(grid: torch.Tensor, size: tuple[int, int], low_size: tupl
                 rows.append(row.flatten())
                 cols.append(source.flatten())
                 vals.append((w_down * w_warp).flatten())
+    return _to_csr(_assemble(rows, cols, vals, (n_aug * h_lo * w_lo, h_in * w_in)))
+
+
+def _assemble(rows: list, cols: list, vals: list, shape: tuple[int, int]) -> torch.Tensor:
+    """The sparse ``shape`` matrix with ``vals`` at ``(rows, cols)`` (lists of 1-D pieces), zero entries dropped
+    and repeated positions summed."""
     rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
     keep = vals != 0
-    matrix = torch.sparse_coo_tensor(
-        torch.stack([rows[keep], cols[keep]]), vals[keep], (n_aug * h_lo * w_lo, h_in * w_in),
-        check_invariants=False,
-    ).coalesce()
-    return _to_csr(matrix)
+    return torch.sparse_coo_tensor(torch.stack([rows[keep], cols[keep]]), vals[keep], shape,
+                                   check_invariants=False).coalesce()
 
 
 def _to_csr(matrix: torch.Tensor) -> torch.Tensor:
