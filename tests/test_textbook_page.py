@@ -9,7 +9,6 @@ chapters in the built page (alt text, captions, no code scroll bar, a reference 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
