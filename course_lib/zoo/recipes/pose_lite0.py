@@ -118,44 +118,56 @@ class PoseLite0(nn.Module):
 
 
 def lite0_pose_features(settings: dict, which: str, mirrored: bool = False, device=None,
-                        chunk: int = 500) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(features, targets, boxes)`` of one split (``which``: ``"train"``, ``"val"`` or ``"heldout"``).
 
     ``features``: the frozen ``blocks[block]`` output of every square person crop (``input``×``input``);
     ``targets``: the poses normalized to the crops; ``boxes``: the crops' boxes. ``mirrored=True``: the same for
     the mirrored crops, the targets mirrored with :func:`~course_lib.pose.hflip_joints` (left and right
-    swapped when ``settings["swap"]``). Cached on disk under a key naming everything the features depend on.
+    swapped when ``settings["swap"]``). For ``"train"`` only the first ``settings["data"]["n_used"]`` figures
+    are returned (all when absent). Cached on disk per ``chunk`` figures, under a key naming everything the
+    features depend on.
     """
     from .localization import FEATURE_CACHE
 
     check_choice(which, "which", ("train", "val", "heldout"))
     check_bool(mirrored, "mirrored")
+    chunk = check_int(chunk, "chunk", minimum=1)
     d = settings["data"]
     data = figures(d[f"n_{which}"], d[f"{which}_seed"], d["size"])
-    boxes = square_boxes(data.boxes, settings["scale"], tuple(data.images.shape[-2:]))
-    targets = normalize_joints(data.joints, boxes)
+    n = len(data)
+    if which == "train" and d.get("n_used") is not None:
+        n = check_int(d["n_used"], "settings['data']['n_used']", minimum=1, maximum=len(data))
+    boxes = square_boxes(data.boxes[:n], settings["scale"], tuple(data.images.shape[-2:]))
+    targets = normalize_joints(data.joints[:n], boxes)
     if mirrored:
         targets = hflip_joints(targets, swap=settings["swap"], coords="centered")
-    ident = {"network": "efficientnet_lite0", "block": settings["block"], "size": settings["input"],
-             "scale": settings["scale"], "figures": [len(data), d[f"{which}_seed"], d["size"]],
-             "mirrored": mirrored, "torch": torch.__version__.split("+")[0]}
-    key = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-    path = FEATURE_CACHE / f"pose_lite0_b{settings['block']}_{which}{'_mirror' if mirrored else ''}_{key}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=True), targets, boxes
-    model = PoseLite0(settings).to(device or "cpu").eval()
-    dev = next(model.lower.parameters()).device
+    model = None
     out = []
-    with torch.no_grad():
-        for i in range(0, len(data), chunk):
-            crops = crop_boxes(data.images[i : i + chunk], boxes[i : i + chunk], settings["input"])
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        ident = {"network": "efficientnet_lite0", "block": settings["block"], "size": settings["input"],
+                 "scale": settings["scale"], "figures": [len(data), d[f"{which}_seed"], d["size"]],
+                 "rows": [start, stop], "mirrored": mirrored, "torch": torch.__version__.split("+")[0]}
+        key = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+        path = FEATURE_CACHE / f"pose_lite0_b{settings['block']}_{which}{'_mirror' if mirrored else ''}_{key}.pt"
+        if path.is_file():
+            out.append(torch.load(path, weights_only=True))
+            continue
+        if model is None:
+            model = PoseLite0(settings).to(device or "cpu").eval()
+        dev = next(model.lower.parameters()).device
+        with torch.no_grad():
+            crops = crop_boxes(data.images[start:stop], boxes[start:stop], settings["input"])
             if mirrored:
                 crops = crops.flip(-1)
-            out.append(model.lower(crops.to(dev)).cpu())
-    feats = torch.cat(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(feats, path)
-    return feats, targets, boxes
+            feats = torch.cat([model.lower(crops[i : i + 250].to(dev)).cpu() for i in range(0, stop - start, 250)])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(feats, tmp)
+        tmp.replace(path)
+        out.append(feats)
+    return torch.cat(out), targets, boxes
 
 
 def training_set(settings: dict, device=None) -> tuple[torch.Tensor, torch.Tensor]:
