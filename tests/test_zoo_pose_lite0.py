@@ -80,7 +80,8 @@ def test_mirrored_features_are_the_mirrored_crops_with_swapped_joints(tmp_path, 
     from course_lib.zoo.recipes import localization as loc
 
     monkeypatch.setattr(loc, "FEATURE_CACHE", tmp_path)
-    settings = {**pl.POSE_LITE0_SETTINGS, "data": {**pl.POSE_LITE0_SETTINGS["data"], "n_train": 3}}
+    settings = {**pl.POSE_LITE0_SETTINGS, "data": {**pl.POSE_LITE0_SETTINGS["data"], "n_train": 3,
+                                                            "n_used": 3}}
     feats, targets, boxes = pl.lite0_pose_features(settings, "train")
     m_feats, m_targets, m_boxes = pl.lite0_pose_features(settings, "train", mirrored=True)
     assert torch.equal(boxes, m_boxes) and feats.shape == (3, 112, 8, 8)
@@ -112,6 +113,9 @@ def test_pose_lite0_rejects_bad_arguments():
         model(torch.rand(3, 128, 128))
     with pytest.raises(ValueError, match="which"):
         pl.lite0_pose_features(pl.POSE_LITE0_SETTINGS, "test")
+    with pytest.raises(ValueError, match="n_used"):
+        pl.lite0_pose_features({**pl.POSE_LITE0_SETTINGS, "data": {**pl.POSE_LITE0_SETTINGS["data"], "n_train": 2,
+                                                                   "n_used": 3}}, "train")
     with pytest.raises(TypeError, match="model"):
         pl.train_lite0_head(torch.nn.Linear(2, 2), torch.rand(2, 112, 8, 8), torch.rand(2, 14, 2),
                             pl.POSE_LITE0_SETTINGS)
