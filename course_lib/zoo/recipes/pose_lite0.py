@@ -9,7 +9,7 @@ of ``blocks[10]`` (112×8×8). The training set is ``pose_deeppose``'s — the f
 figures of seed 101 — plus the mirror image of every crop with its pose mirrored and the left and right joints
 swapped (:func:`course_lib.pose.hflip_joints`), so twice as many crops. The frozen features are computed
 once, per 1,000 figures, and cached in ``~/.cache/course_lib/features``; computing them takes most of the time
-(roughly 6–7 CPU minutes for the 24,000 training crops), and the record's ``train_seconds`` counts only the
+(roughly 10 CPU minutes for the 24,000 training crops), and the record's ``train_seconds`` counts only the
 head's training on the cached features. Held-out numbers are
 measured on the 1,000 seed-102 figures every chapter-5 model is scored on; the head's width, learning rate and
 epochs were chosen on 1,000 validation figures (seed 104), which are scored again after training
