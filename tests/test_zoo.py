@@ -263,6 +263,23 @@ def test_pretrained_localizer_recipe_rejects_bad_blocks():
         Lite0TopLocalizer(EfficientNetLite0(), first=0, last=10, grid=8)
     with pytest.raises(ValueError, match="grid"):
         Lite0TopLocalizer(EfficientNetLite0(), first=8, last=10, grid=0)
+    with pytest.raises(ValueError, match="hidden"):
+        Lite0TopLocalizer(EfficientNetLite0(), first=8, last=10, grid=8, hidden=-1)
+
+
+def test_top_localizer_hidden_box_layer_starts_at_zero_boxes():
+    """hidden > 0: Linear -> ReLU -> Linear box head whose last layer starts at zero, so every initial box is 0
+    (as with the linear head); hidden = 0 keeps the single linear layer of the stored studies."""
+    from course_lib.pretrained import EfficientNetLite0
+    from course_lib.zoo.recipes.localization import Lite0TopLocalizer
+
+    a = torch.rand(3, 80, 8, 8)
+    deep = Lite0TopLocalizer(EfficientNetLite0(), first=8, last=10, grid=8, hidden=16).eval()
+    assert [type(m).__name__ for m in deep.box] == ["Linear", "ReLU", "Linear"]
+    assert deep.box[0].out_features == 16 and deep.box[2].in_features == 16
+    assert torch.equal(deep(a)[1], torch.zeros(3, 4))
+    flat = Lite0TopLocalizer(EfficientNetLite0(), first=8, last=10, grid=8).eval()
+    assert isinstance(flat.box, nn.Linear) and flat.box.in_features == 64 * 4 * 4
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ r"""Zoo recipes of chapter 4 (localization), and the helpers of its pretrained-b
 * ``shapes_pretrained_localizer`` — :class:`PretrainedLocalizer`: the ImageNet-trained EfficientNet-Lite0
   (:func:`course_lib.pretrained.efficientnet_lite0`) on 64×64 shapes resized to 128×128, the stem and
   ``blocks[0..7]`` frozen (their 80×8×8 output computed once and cached in ``~/.cache/course_lib/features``),
-  ``blocks[8..10]`` fine-tuned under a class + box head (:class:`Lite0TopLocalizer`), on the training images and
+  ``blocks[8..10]`` fine-tuned under a class + box head (:class:`Lite0TopLocalizer`, box layer with one hidden
+  layer), on the training images and
   their horizontal mirrors (cached as extra copies, boxes mirrored; :data:`ZOO_FINETUNE_SETTINGS`). Only the
   fine-tuned part is stored, in float16 (rounded before evaluation, so the recorded metrics are the stored
   weights').
@@ -307,7 +308,8 @@ FINETUNE_SETTINGS: dict = {
 }
 
 # the zoo model: the study's architecture, more images (each also mirrored, a cached copy) and more epochs
-ZOO_FINETUNE_SETTINGS: dict = {**FINETUNE_SETTINGS, "n_train": 4000, "hflip": True, "epochs": 16,
+ZOO_FINETUNE_SETTINGS: dict = {**FINETUNE_SETTINGS, "n_train": 16000, "hflip": True, "epochs": 20,
+                               "hidden": 128,
                                "dtype": "float16"}
 
 
@@ -322,8 +324,10 @@ class Lite0TopLocalizer(nn.Module):
 
     with :math:`A` the frozen lower stages' map (side ``grid``), :math:`f_\theta` the fine-tuned blocks (their
     batch norms keep the ImageNet statistics: those modules stay in inference mode), :math:`W_0 *_2` a 3×3
-    convolution of stride 2 to ``channels`` maps and :math:`W_b` started at zero. With ``first = last + 1`` no
-    block is trained: the head reads the frozen ``blocks[last]``.
+    convolution of stride 2 to ``channels`` maps and :math:`W_b` started at zero. With ``hidden > 0`` the box
+    layer has one hidden layer, :math:`\hat b = W_b\,\mathrm{ReLU}(V\,\mathrm{vec}(u) + c) + b_b` (the from-scratch
+    :class:`~course_lib.localization.Localizer`'s box head has one too), :math:`W_b` again started at zero.
+    With ``first = last + 1`` no block is trained: the head reads the frozen ``blocks[last]``.
 
     Example:
         >>> from course_lib.pretrained import EfficientNetLite0
@@ -333,7 +337,7 @@ class Lite0TopLocalizer(nn.Module):
     """
 
     def __init__(self, net: nn.Module, first: int, last: int, grid: int, num_classes: int = 5,
-                 channels: int = 64) -> None:
+                 channels: int = 64, hidden: int = 0) -> None:
         super().__init__()
         import copy
 
@@ -342,6 +346,8 @@ class Lite0TopLocalizer(nn.Module):
             raise ValueError(f"need 1 <= first <= last + 1 and last < {n}, got first={first!r}, last={last!r}")
         if not isinstance(grid, int) or grid < 1:
             raise ValueError(f"grid must be a positive int, got {grid!r}")
+        if not isinstance(hidden, int) or hidden < 0:
+            raise ValueError(f"hidden must be an int >= 0 (0: a linear box layer), got {hidden!r}")
         self.first, self.last = first, last
         self.blocks = nn.Sequential(*[copy.deepcopy(net.blocks[i]) for i in range(first, last + 1)])
         cin = net.blocks[last].project[0].out_channels
@@ -349,9 +355,15 @@ class Lite0TopLocalizer(nn.Module):
                                   nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(channels, num_classes)
         side = (grid + 1) // 2
-        self.box = nn.Linear(channels * side * side, 4)
-        nn.init.zeros_(self.box.weight)
-        nn.init.zeros_(self.box.bias)
+        if hidden:  # one hidden ReLU layer, as the from-scratch Localizer's box head has
+            self.box = nn.Sequential(nn.Linear(channels * side * side, hidden), nn.ReLU(inplace=True),
+                                     nn.Linear(hidden, 4))
+            last_layer = self.box[-1]
+        else:
+            self.box = nn.Linear(channels * side * side, 4)
+            last_layer = self.box
+        nn.init.zeros_(last_layer.weight)
+        nn.init.zeros_(last_layer.bias)
 
     def forward(self, a: torch.Tensor):
         u = self.conv(self.blocks(a))
@@ -403,7 +415,8 @@ def build_top_localizer(settings: dict = FINETUNE_SETTINGS, seed: int | None = N
     net = efficientnet_lite0("cpu")
     seed_everything(settings["seed"] if seed is None else seed)
     grid = settings["input_size"] // 16  # blocks[5..10] run at stride 16
-    return Lite0TopLocalizer(net, settings["first"], settings["last"], grid, channels=settings["channels"])
+    return Lite0TopLocalizer(net, settings["first"], settings["last"], grid, channels=settings["channels"],
+                             hidden=settings.get("hidden", 0))
 
 
 def _top_metrics(model, feats, labels, boxes) -> dict:
@@ -447,7 +460,7 @@ class PretrainedLocalizer(nn.Module):
         self.lower.requires_grad_(False)
         seed_everything(settings["seed"] if seed is None else seed)
         self.top = Lite0TopLocalizer(net, settings["first"], settings["last"], settings["input_size"] // 16,
-                                     channels=settings["channels"])
+                                     channels=settings["channels"], hidden=settings.get("hidden", 0))
 
     def forward(self, x: torch.Tensor):
         if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
