@@ -319,7 +319,10 @@ def test_a_worker_killed_while_grading_is_replaced_and_its_submission_graded_onc
 @pytest.mark.slow
 def test_an_interrupted_batch_resumes_without_grading_twice_and_ends_as_a_clean_run(cluster, template, tmp_path):
     client = cluster.client
-    students = {"s1": "correct", "s2": "wrong_answer", "s3": "exception", "s4": "missing_import"}
+    # ten submissions on two workers: the batch cannot finish in the moment between the first saved verdict and
+    # the interrupt (with four, a quiet machine graded the last three before the signal arrived)
+    kinds = ["correct", "wrong_answer", "exception", "missing_import"]
+    students = {f"s{i + 1}": kinds[i % len(kinds)] for i in range(10)}
     folder = _flat(tmp_path / "subs", students)
     clean, course = tmp_path / "clean", tmp_path / "course"
     clean.mkdir(), course.mkdir()
