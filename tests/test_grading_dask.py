@@ -335,7 +335,10 @@ def test_an_interrupted_batch_resumes_without_grading_twice_and_ends_as_a_clean_
                "--course", str(course), "--source", str(SOURCE), "--scheduler", cluster.address,
                "--cell-timeout", str(CELL_TIMEOUT), "--quiet"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C must reach the command as it would from a terminal, even when this test suite was started in the
+    # background (a non-interactive shell starts background jobs with SIGINT ignored, and children inherit that)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_until(lambda: journal.is_file() and journal.read_text().count("\n") >= 1, "a first saved verdict", 240)
         proc.send_signal(signal.SIGINT)  # Ctrl-C in the instructor's terminal
