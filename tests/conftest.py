@@ -1,4 +1,4 @@
-"""Shared pytest set-up: the `cuda` marker, repository paths, small helpers."""
+"""Shared pytest set-up: the `cuda` marker, repository paths (shared helpers live in tests/helpers)."""
 
 from __future__ import annotations
 
@@ -31,9 +31,3 @@ def _seed():
     torch.manual_seed(0)
     yield
 
-
-def assert_close(actual, expected, atol=1e-5, rtol=1e-5):
-    """``torch.testing.assert_close`` with the course's default tolerances, accepting NumPy input."""
-    actual = torch.as_tensor(actual)
-    expected = torch.as_tensor(expected, dtype=actual.dtype, device=actual.device)
-    torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol)

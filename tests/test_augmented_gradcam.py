@@ -18,7 +18,7 @@ from course_lib.saliency.augmented import (
     tv_l1_subgradient,
     warp,
 )
-from tests.conftest import assert_close
+from tests.helpers import assert_close
 
 
 def _identity(n: int = 1, size=(8, 8)) -> torch.Tensor:

@@ -9,7 +9,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from course_lib.batchnorm import BatchNorm2d, batch_norm, batch_norm_backward, fold_batchnorm
 
-from .conftest import assert_close
+from tests.helpers import assert_close
 
 
 def _torch_bn(ndim: int, c: int, momentum):

@@ -8,7 +8,7 @@ from torch import nn
 
 from course_lib.models import NORMS, SmallCNN, conv_backbone, count_parameters, make_norm
 
-from .conftest import assert_close
+from tests.helpers import assert_close
 
 
 @pytest.mark.parametrize("norm", NORMS)

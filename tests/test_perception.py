@@ -10,7 +10,7 @@ from torch import nn
 from course_lib.models import SmallCNN
 from course_lib.saliency import GradCAM, PerceptionVisualization
 from course_lib.saliency.perception import FeatureDecoder, perception_visualization
-from tests.conftest import assert_close
+from tests.helpers import assert_close
 
 
 def _model() -> SmallCNN:

@@ -8,7 +8,7 @@ from torchvision.transforms import Normalize
 
 from course_lib._checks import NotFittedError
 from course_lib.preprocessing import PCA, ChannelMean, ChannelStandardize, MeanImage, Whitening
-from tests.conftest import assert_close
+from tests.helpers import assert_close
 
 
 @pytest.fixture

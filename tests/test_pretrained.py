@@ -37,7 +37,7 @@ from course_lib.pretrained import (
 from course_lib.saliency import GradCAM
 from course_lib.zoo.__main__ import main as zoo_main
 
-from .conftest import assert_close
+from tests.helpers import assert_close
 
 # EfficientNet-B0's stages (Tan & Le 2019, Table 1), kept by Lite0: (expand ratio, kernel, stride, repeats).
 B0_TABLE = ((1, 3, 1, 1), (6, 3, 2, 2), (6, 5, 2, 2), (6, 3, 2, 3), (6, 5, 1, 3), (6, 5, 2, 4), (6, 3, 1, 1))

@@ -12,7 +12,7 @@ from torch import nn
 from course_lib.models import SmallCNN
 from course_lib.saliency import CAM, RISE, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
 from course_lib.saliency.rise import rise_masks
-from tests.conftest import assert_close
+from tests.helpers import assert_close
 
 LAYER_METHODS = [CAM, GradCAM, GradCAMPlusPlus, lambda m, layer: SmoothGradCAMPlusPlus(m, layer, n_samples=2)]
 LAYER_IDS = ["cam", "gradcam", "gradcam++", "smooth"]

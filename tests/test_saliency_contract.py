@@ -15,7 +15,7 @@ import torch
 import course_lib.saliency as saliency
 from course_lib.models import SmallCNN
 from course_lib.saliency.perception import FeatureDecoder
-from tests.conftest import assert_close
+from tests.helpers import assert_close
 
 #: constructor keyword arguments beyond (model, target_layer), by class name
 KWARGS = {

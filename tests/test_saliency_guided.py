@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from course_lib.saliency import GradCAM, GuidedBackprop, GuidedGradCAM
-from tests.conftest import assert_close
+from tests.helpers import assert_close
 
 captum_attr = pytest.importorskip("captum.attr")
 

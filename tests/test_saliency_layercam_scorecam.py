@@ -11,7 +11,7 @@ from torch import nn
 from course_lib.models import SmallCNN
 from course_lib.saliency import GradCAM, LayerCAM, ScoreCAM
 from tests import test_saliency as saliency_tests
-from tests.conftest import assert_close
+from tests.helpers import assert_close
 from tests.test_saliency import A0, A1, X_TINY, tiny_model
 
 torchcam = pytest.importorskip("torchcam.methods")  # pinned in requirements.txt (torchcam==0.5.0)

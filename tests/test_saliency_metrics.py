@@ -19,7 +19,7 @@ from course_lib.saliency.metrics import (
     pointing_game,
     saliency_to_box,
 )
-from tests.conftest import assert_close
+from tests.helpers import assert_close
 
 
 class MeanModel(nn.Module):

@@ -10,7 +10,7 @@ from torch import nn
 
 from course_lib.training import accuracy, evaluate, evaluate_accuracy, fit, predict
 
-from .conftest import assert_close
+from tests.helpers import assert_close
 
 
 def _blobs(n: int = 200, seed: int = 0):

@@ -33,7 +33,7 @@ from course_lib.visualization import (
     total_variation,
 )
 
-from .conftest import assert_close
+from tests.helpers import assert_close
 
 # ------------------------------------------------------------------------------------------- helpers
 
