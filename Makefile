@@ -44,7 +44,7 @@ mathjax: $(MATHJAX)
 
 book: $(STAMP) $(MATHJAX)
 	$(VENV)/bin/jupyter-book build . -W --keep-going
-	$(PY) -m course_lib._bookcheck _build/html
+	$(PY) -m tools.bookcheck _build/html
 
 # The docstring examples of course_lib run too (--doctest-modules); `+SKIP` marks the few that need a network or a GPU.
 test: $(STAMP)
@@ -66,7 +66,7 @@ sync: $(STAMP)
 	$(VENV)/bin/jupytext --sync chapters/*.md solutions/*/*.md
 
 exercises: $(STAMP)
-	$(PY) -m course_lib._exercises generate
+	$(PY) -m tools.exercises generate
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from course_lib._book import REPO
-from course_lib._bookcheck import launch_targets
+from tools.book import REPO
+from tools.bookcheck import launch_targets
 from tests.test_textbook_page import TEXTBOOK_CHAPTERS
 
 HTML = REPO / "_build" / "html"

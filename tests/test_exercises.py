@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib._exercises import assignments, autograde, generate_release
+from tools.exercises import assignments, autograde, generate_release
 
 REPO = Path(__file__).resolve().parent.parent
 NAMES = assignments()

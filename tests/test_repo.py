@@ -8,7 +8,7 @@ import jupytext
 import nbformat
 import pytest
 
-from course_lib._book import colab_cell, repository_url
+from tools.book import colab_cell, repository_url
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTER_MDS = sorted(REPO.glob("chapters/[0-9]*.md"))

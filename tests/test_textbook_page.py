@@ -13,7 +13,7 @@ import re
 import pytest
 import yaml
 
-from course_lib._book import REPO
+from tools.book import REPO
 
 TEXTBOOK_CHAPTERS = ["01_preprocessing", "02_batch_normalization", "03_cnn_visualization", "04_localization",
                      "05_pose_estimation", "06_weakly_supervised_localization", "07_gradient_saliency",

@@ -1,53 +1,28 @@
 """The nbgrader pipeline: ``solutions/`` (instructor source) -> ``exercises/`` (student release).
 
-``nbgrader_config.py`` at the repository root calls :func:`configure`, so the command-line tools and the
-tests share one configuration. ``python -m course_lib._exercises generate [NAME ...]`` regenerates the
+``nbgrader_config.py`` at the repository root and this module both apply
+:func:`course_lib.grading._nbgrader.configure`, so the command-line tools and the tests share one configuration.
+``python -m tools.exercises generate [NAME ...]`` regenerates the
 committed student versions; it works in a temporary course directory so that no gradebook is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CELL_TIMEOUT = 180  # seconds per cell when nbgrader executes a notebook (CPU work in exercises)
+from course_lib.grading._nbgrader import configure, ensure_tools_on_path
 
-
-def configure(c, root: str | Path | None = None, source: str = "solutions", release: str = "exercises",
-              db_url: str | None = None) -> None:
-    """Apply the course's nbgrader settings to a traitlets config ``c``."""
-    root = Path(root) if root is not None else REPO
-    c.CourseDirectory.root = str(root)
-    c.CourseDirectory.source_directory = source
-    c.CourseDirectory.release_directory = release
-    c.CourseDirectory.db_url = db_url or f"sqlite:///{root / 'gradebook.db'}"
-    # Only notebooks travel into the release: a paired .md of a solution would leak it.
-    c.CourseDirectory.include = ["*.ipynb"]
-    c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "*.md", "*.py", "feedback", ".*"]
-    c.ExecutePreprocessor.timeout = CELL_TIMEOUT
-    c.Execute.timeout = CELL_TIMEOUT
-    c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
-    c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
-    c.ClearHiddenTests.begin_test_delimeter = "BEGIN HIDDEN TESTS"
-    c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
+from .book import REPO
 
 
 def assignments() -> list[str]:
     """Assignment names: the folders of ``solutions/`` that hold a notebook of the same name."""
     src = REPO / "solutions"
     return sorted(p.name for p in src.iterdir() if (p / f"{p.name}.ipynb").is_file()) if src.is_dir() else []
-
-
-def ensure_tools_on_path() -> None:
-    """nbgrader runs ``alembic`` as a subprocess when it creates a gradebook: the interpreter's ``bin`` must be on PATH."""
-    bindir = str(Path(sys.executable).parent)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
 def _api(course: Path):
@@ -112,7 +87,7 @@ def autograde(notebook: Path, name: str, course: Path, student: str = "student")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib._exercises", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.exercises", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     gen = sub.add_parser("generate", help="regenerate exercises/ from solutions/")
     gen.add_argument("names", nargs="*", help="assignments (default: all)")

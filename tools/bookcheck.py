@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote
 
-from ._book import REPO, repository_url
+from .book import REPO, repository_url
 
 
 def chapters_in_toc() -> list[str]:

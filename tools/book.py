@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent  # the repository root
 
 COLAB_CELL = '''# In Colab, install the course library (Colab keeps its own torch); elsewhere this cell does nothing.
 import sys
