@@ -73,7 +73,7 @@ bench: $(STAMP)
 	for f in benchmarks/*.py; do [ "$$f" = benchmarks/gpu_check.py ] && continue; echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check course_lib tests benchmarks
+	$(VENV)/bin/ruff check course_lib tests benchmarks tools
 
 clean:
 	rm -rf _build .pytest_cache

@@ -193,7 +193,7 @@ def score_cam_line(model, layer: str, x: torch.Tensor, targets, device: torch.de
                    batch_size: int = 64) -> None:
     """Score-CAM, one call (it takes a forward pass per feature map), against as many bare forward passes of
     ``batch_size`` images as it makes (goal <= 1.1x: masks and weights cost little next to the passes)."""
-    from course_lib._hooks import capture
+    from course_lib._state import capture
 
     with capture(dict(model.named_modules())[layer]) as hooked, torch.no_grad():
         model(x)

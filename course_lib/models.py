@@ -21,12 +21,13 @@ on :attr:`SmallCNN.features` of a trained classifier: transfer learning).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from ._checks import check_choice, check_images, check_int, check_module, check_tensor, describe
+from ._state import model_mode  # listed in DESIGN §3 under course_lib.models
 
 __all__ = [
     "NORMS", "POOLS", "make_norm", "conv_backbone", "SmallCNN", "count_parameters", "model_mode",
@@ -208,32 +209,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """
     params: Sequence[nn.Parameter] = [p for p in check_module(model).parameters() if p.requires_grad or not trainable_only]
     return sum(p.numel() for p in params)
-
-
-@contextlib.contextmanager
-def model_mode(model: nn.Module, training: bool = False) -> Iterator[nn.Module]:
-    """Put ``model`` and all its submodules in eval (``training=False``) or train mode inside the block.
-
-    On leaving, even after an exception, every submodule gets back its own mode, so a model whose parts were
-    in different modes (a frozen backbone in eval mode under a head in train mode, say) comes back as it was.
-    A model already entirely in the requested mode is not touched at all.
-
-    Example:
-        >>> net = SmallCNN(width=8).train()
-        >>> with model_mode(net):
-        ...     net.training, net.features[1].training
-        (False, False)
-        >>> net.training
-        True
-    """
-    changed = [m for m in model.modules() if m.training != training]
-    try:
-        if changed:
-            model.train(training)
-        yield model
-    finally:
-        for m in changed:
-            m.training = not training
 
 
 @torch.no_grad()

@@ -46,7 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import allow_out_of_range, check_choice, check_images, check_int
+from ._checks import check_choice, check_images, check_int
+from ._state import allow_out_of_range
 
 __all__ = [
     "EfficientNetLite0",

@@ -35,8 +35,8 @@ from ._checks import (
     generator,
     module_device,
 )
+from ._state import model_mode
 from .device import get_device
-from .models import model_mode
 
 __all__ = ["accuracy", "fit", "predict", "evaluate", "evaluate_accuracy"]
 

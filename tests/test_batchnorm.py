@@ -8,7 +8,6 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from course_lib.batchnorm import BatchNorm2d, batch_norm, batch_norm_backward, fold_batchnorm
-
 from tests.helpers import assert_close
 
 

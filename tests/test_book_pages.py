@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_textbook_page import TEXTBOOK_CHAPTERS
 from tools.book import REPO
 from tools.bookcheck import launch_targets
-from tests.test_textbook_page import TEXTBOOK_CHAPTERS
 
 HTML = REPO / "_build" / "html"
 CACHE = REPO / "_build" / ".jupyter_cache"

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from course_lib.models import NORMS, SmallCNN, conv_backbone, count_parameters, make_norm
-
 from tests.helpers import assert_close
 
 

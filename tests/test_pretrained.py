@@ -36,7 +36,6 @@ from course_lib.pretrained import (
 )
 from course_lib.saliency import GradCAM
 from course_lib.zoo.__main__ import main as zoo_main
-
 from tests.helpers import assert_close
 
 # EfficientNet-B0's stages (Tan & Le 2019, Table 1), kept by Lite0: (expand ratio, kernel, stride, repeats).
@@ -271,7 +270,7 @@ def test_model_allows_rounding_excursions_outside_unit_range(model):
 def test_smooth_gradcam_plus_plus_noise_may_leave_the_unit_range(model):
     # Smooth Grad-CAM++ adds N(0, 0.15^2) noise: the model accepts it only inside allow_out_of_range, which
     # the explainer uses, and the check is back on afterwards
-    from course_lib.pretrained import allow_out_of_range
+    from course_lib._state import allow_out_of_range
     from course_lib.saliency import SmoothGradCAMPlusPlus
 
     x = photo_batch(["coffee"])
@@ -287,7 +286,7 @@ def test_smooth_gradcam_plus_plus_noise_may_leave_the_unit_range(model):
 
 
 def test_allow_out_of_range_restores_the_check_after_an_error(model):
-    from course_lib.pretrained import allow_out_of_range
+    from course_lib._state import allow_out_of_range
 
     with pytest.raises(RuntimeError, match="inside"), allow_out_of_range(model):
         assert model.normalize.check_range is False

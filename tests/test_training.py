@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from course_lib.training import accuracy, evaluate, evaluate_accuracy, fit, predict
-
 from tests.helpers import assert_close
 
 

@@ -32,7 +32,6 @@ from course_lib.visualization import (
     top_activating_patches,
     total_variation,
 )
-
 from tests.helpers import assert_close
 
 # ------------------------------------------------------------------------------------------- helpers

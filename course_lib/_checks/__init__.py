@@ -5,7 +5,7 @@ or ``ValueError`` (right type, wrong value) that names the argument, what was ex
 
 * :mod:`.scalars` — numbers, seeds, sizes, choices, durations; imports no torch, so the grading code uses it;
 * :mod:`.tensors` — tensors, image batches, class targets, random generators;
-* :mod:`.modules` — the model argument, layers by name, devices, the input-range switch.
+* :mod:`.modules` — the model argument, layers by name, devices.
 
 The names of all three are importable from here; the torch-based ones are loaded on first use, so that
 ``from course_lib._checks import check_int`` does not import torch.
@@ -22,7 +22,7 @@ _LAZY = {
     **{n: "tensors" for n in ("as_tensor", "check_tensor", "check_images", "check_finite", "check_unit_range",
                               "check_targets", "generator")},
     **{n: "modules" for n in ("check_module", "resolve_layer", "layer_name", "check_same_device",
-                              "allow_out_of_range", "module_device")},
+                              "module_device")},
 }
 
 __all__ = [*_scalar_names, *_LAZY]

@@ -1,17 +1,13 @@
-"""Checks of modules: the model argument, a layer given by name or object, devices, the input-range switch."""
+"""Checks of modules: the model argument, a layer given by name or object, devices."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from .scalars import describe
 
-__all__ = ["check_module", "resolve_layer", "layer_name", "check_same_device", "allow_out_of_range",
-           "module_device"]
+__all__ = ["check_module", "resolve_layer", "layer_name", "check_same_device", "module_device"]
 
 
 def check_module(value, name: str = "model") -> nn.Module:
@@ -60,22 +56,3 @@ def check_same_device(model: nn.Module, x: torch.Tensor, name: str = "images") -
     if param is not None and param.device != x.device:
         raise ValueError(f"{name} are on {x.device} but the model is on {param.device}; move one of them")
 
-
-@contextmanager
-def allow_out_of_range(model: nn.Module) -> Iterator[nn.Module]:
-    """Inside the block, ``model``'s range-checking modules accept inputs outside ``[0, 1]``.
-
-    A module opts in with a boolean attribute ``check_range`` (the input ``Normalize`` of
-    :mod:`course_lib.pretrained`); it is set to ``False`` and restored on exit, even after an exception. For
-    methods that feed deliberately out-of-range images, such as Smooth Grad-CAM++'s Gaussian noise; the other
-    checks (rank, channels, NaN) stay on.
-    """
-    check_module(model)
-    modules = [m for m in model.modules() if getattr(m, "check_range", None) is True]
-    for m in modules:
-        m.check_range = False
-    try:
-        yield model
-    finally:
-        for m in modules:
-            m.check_range = True

@@ -49,7 +49,7 @@ Which method to write depends on what the new method needs:
 Inside ``_raw_maps`` and ``_weights`` the model is already in eval mode, and :meth:`_Explainer.__call__`
 restores every module's mode afterwards, even after an exception; use ``torch.autograd.grad`` (never
 ``.backward()``) so that the parameters' ``.grad`` stay as they were, and read layers with
-:class:`course_lib._hooks.capture` (its hook is removed on leaving the block). Validate constructor arguments
+:class:`course_lib._state.capture` (its hook is removed on leaving the block). Validate constructor arguments
 with :mod:`course_lib._checks` and keep every tensor on the images' device. A new method is one file in
 this package plus its name in ``__init__.py``'s ``__all__``: the shared contract tests (shape, range, hooks,
 modes, bad input) are parametrized over ``course_lib.saliency.__all__``.
@@ -62,9 +62,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_images, check_module, check_same_device, check_targets, layer_name, resolve_layer
-from .._hooks import capture
+from .._state import capture, model_mode
 from .._types import Layer, Targets
-from ..models import model_mode
 
 __all__ = ["normalize_maps", "upsample_maps"]
 

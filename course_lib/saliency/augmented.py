@@ -34,9 +34,8 @@ from .._checks import (
     check_tensor,
     generator,
 )
-from .._hooks import capture
+from .._state import capture, model_mode
 from .._types import Layer, Targets
-from ..models import model_mode
 from .cam import GradCAM
 from .superres import (
     SuperResolution,

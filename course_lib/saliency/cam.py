@@ -18,7 +18,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._checks import (
-    allow_out_of_range,
     check_choice,
     check_int,
     check_nonnegative,
@@ -27,6 +26,7 @@ from .._checks import (
     generator,
     resolve_layer,
 )
+from .._state import allow_out_of_range
 from .._types import Layer
 from ._base import _ActivationMapExplainer
 

@@ -38,9 +38,8 @@ from .._checks import (
     layer_name,
     resolve_layer,
 )
-from .._hooks import capture
+from .._state import capture, model_mode
 from .._types import Layer, Targets
-from ..models import model_mode
 from ._base import _ActivationMapExplainer, _Explainer
 from .cam import GradCAM
 

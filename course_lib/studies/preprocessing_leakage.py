@@ -134,7 +134,7 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
             rows = []
             for split in tqdm(range(s["splits"]), desc=f"statistics {granularity} n={n}", disable=not progress):
                 order = torch.from_numpy(np.random.default_rng(split).permutation(len(x)))
-                rows.append(one_split(lambda: Standardize(granularity, s["eps"]), x[order], y[order], n, s["n_test"]))
+                rows.append(one_split(lambda g=granularity: Standardize(g, s["eps"]), x[order], y[order], n, s["n_test"]))
             out["statistics"][f"{granularity}/{n}"] = _collect(rows)
 
     s = settings["label_aware"]

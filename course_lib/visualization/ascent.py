@@ -31,9 +31,9 @@ from .._checks import (
     check_tensor,
     generator,
 )
+from .._state import model_mode
 from .._total_variation import anisotropic_tv
 from .._types import Images, Layer, Size
-from ..models import model_mode
 from .probe import LayerProbe
 
 __all__ = ["total_variation", "ascent_objective", "AscentResult", "activation_maximization"]

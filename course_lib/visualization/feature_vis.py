@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_choice, check_int, check_nonnegative, check_positive, generator
-from ..models import model_mode
+from .._state import model_mode
 from .ascent import _as_targets, total_variation
 from .probe import LayerProbe
 

@@ -15,8 +15,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._checks import check_images, check_int
+from .._state import model_mode
 from .._types import Images, Layer
-from ..models import model_mode
 from .probe import LayerProbe
 from .receptive_field import ReceptiveField, receptive_field
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .._checks import check_module, module_device, resolve_layer
-from .._hooks import capture
+from .._state import capture
 from .._types import Layer
 
 __all__ = ["LayerProbe"]
@@ -15,7 +15,7 @@ __all__ = ["LayerProbe"]
 class LayerProbe:
     """Runs a model up to one layer and returns that layer's output (the rest of the network is skipped).
 
-    The forward hook is :func:`course_lib._hooks.capture`'s, registered per call and always removed. Stopping
+    The forward hook is :func:`course_lib._state.capture`'s, registered per call and always removed. Stopping
     right after the layer also keeps a later in-place ReLU from overwriting the captured tensor.
 
     Args:

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from ..._checks import check_choice, check_same_device, check_targets, check_tensor
+from ..._state import model_mode
 from ..._types import Maps, Targets
-from ...models import model_mode
 
 __all__ = ["reduce_values", "check_maps", "inference", "probabilities", "resolve_targets"]
 
