@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from course_lib import data
+from course_lib.boxes import mask_to_box
 from course_lib.data import (
     PHOTO_NAMES,
     SHAPE_CLASSES,
     DataUnavailableError,
     ShapesDataset,
     load_photo,
-    mask_to_box,
 )
 
 

@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import pose
-from course_lib.data import DataUnavailableError, PoseFiguresDataset
+from course_lib.boxes import square_boxes
+from course_lib.data import DataUnavailableError, PoseFiguresDataset, load_lsp
+from course_lib.joints import FLIP_PERMUTATION
 from course_lib.pose import (
     FLIP_PAIRS,
-    FLIP_PERMUTATION,
     JOINT_NAMES,
     PoseRegressor,
     RefinementStage,
@@ -21,14 +22,12 @@ from course_lib.pose import (
     denormalize_joints,
     hflip_joints,
     hflip_pose,
-    load_lsp,
     normalize_joints,
     pck,
     pdj,
     pose_loader,
     pose_loss,
     predict_joints,
-    square_boxes,
     swap_left_right,
     torso_diameter,
 )

@@ -8,8 +8,9 @@ import json
 import pytest
 import torch
 
+from course_lib.boxes import square_boxes
 from course_lib.data import PoseFiguresDataset
-from course_lib.pose import crop_boxes, normalize_joints, pck, square_boxes
+from course_lib.pose import crop_boxes, normalize_joints, pck
 from course_lib.zoo.recipes import localization
 from course_lib.zoo.recipes import pose as P
 

@@ -11,12 +11,11 @@ r"""The course's data: offline datasets drawn from a seed, real photos, and load
 * :mod:`.availability` — :class:`DataUnavailableError` and the network probe the loaders share.
 
 Boxes everywhere are normalized ``(x, y, h, w)``: the box centre ``(x, y)`` and its height and width, all
-as fractions of the image size (:mod:`course_lib.boxes`; :func:`mask_to_box` is re-exported here).
+as fractions of the image size (:mod:`course_lib.boxes`, which also holds :func:`~course_lib.boxes.mask_to_box`).
 """
 
 from __future__ import annotations
 
-from ..boxes import mask_to_box
 from .availability import DataUnavailableError
 from .online import load_cifar10, load_lsp, load_oxford_pets
 from .photos import PHOTO_NAMES, load_photo, random_photo_crops
@@ -31,7 +30,6 @@ __all__ = [
     "load_photo",
     "load_cifar10",
     "DataUnavailableError",
-    "mask_to_box",
     "random_photo_crops",
     "split_dataset",
     "load_oxford_pets",

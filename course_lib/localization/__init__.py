@@ -13,17 +13,14 @@ course text: the centre :math:`(x, y)`, the height :math:`h` and the width :math
   box, binary cross-entropy on both.
 * :class:`Localizer` / :class:`QuickLocalizer` — one shared convolutional trunk, two heads.
 * :func:`localization_metrics`, :func:`evaluate_localizer` — class accuracy and mean IoU.
-* :func:`load_oxford_pets` — the real Oxford-IIIT Pet images with their head boxes, where a network (or a
-  local copy) exists.
-
-One concern per module: the boxes in :mod:`course_lib.boxes`, :mod:`.losses`, :mod:`.models`, :mod:`.metrics`;
-the loader in :mod:`course_lib.data.online`. Every public name is importable from ``course_lib.localization``.
+One concern per module: :mod:`.losses`, :mod:`.models`, :mod:`.metrics`; the boxes live in :mod:`course_lib.boxes`
+(the conversions and IoUs are re-exported here, as DESIGN §3 lists them) and the real Oxford-IIIT Pet loader
+:func:`~course_lib.data.load_oxford_pets` in :mod:`course_lib.data`.
 """
 
 from __future__ import annotations
 
 from ..boxes import box_iou, clip_boxes_to_image, hflip_boxes, paired_box_iou, xyhw_to_xyxy, xyxy_to_xyhw
-from ..data.online import load_oxford_pets
 from .losses import MultitaskLoss, multitask_loss, quick_loss
 from .metrics import evaluate_localizer, localization_metrics
 from .models import Localizer, QuickLocalizer
@@ -42,5 +39,4 @@ __all__ = [
     "localization_metrics",
     "evaluate_localizer",
     "hflip_boxes",
-    "load_oxford_pets",
 ]

@@ -16,20 +16,19 @@ dataset (Johnson & Everingham, BMVC 2010), :data:`JOINT_NAMES`. Joints are ``(..
   :class:`RefinementStage` — one cascade stage that refines each joint from a crop around its estimate.
 * :func:`crop_boxes`, :func:`augment_crops`, :func:`pose_loader` — crops, translation and flip augmentation.
 * :func:`predict_joints` — crop, regress, map back to the image, optionally refine; :func:`draw_pose` draws it.
-* :func:`load_lsp` — the real LSP where a network (or a local copy) exists.
 
 The package holds one concern per module: :mod:`course_lib.joints` (the joint names, flip pairs and skeleton,
 shared with :mod:`course_lib.data`), :mod:`.geometry` (normalization, flips, torso diameter), :mod:`.metrics`
 (PCK, PDJ, the loss), :mod:`.crops` (crops, augmentation, the loader), :mod:`.models` (the networks and
-:func:`predict_joints`), :mod:`.drawing`; :func:`square_boxes` lives in :mod:`course_lib.boxes` and
-:func:`load_lsp` in :mod:`course_lib.data.online`. Every public name is importable from ``course_lib.pose``.
+:func:`predict_joints`), :mod:`.drawing`. Each name has one home: the joint constants are imported from
+:mod:`course_lib.joints` (only :data:`JOINT_NAMES` and :data:`FLIP_PAIRS` are re-exported here),
+:func:`~course_lib.boxes.square_boxes` from :mod:`course_lib.boxes` and the real LSP loader
+:func:`~course_lib.data.load_lsp` from :mod:`course_lib.data`.
 """
 
 from __future__ import annotations
 
-from ..boxes import square_boxes
-from ..data.online import load_lsp
-from ..joints import FLIP_PAIRS, FLIP_PERMUTATION, JOINT_NAMES, LIMB_SIDES, NUM_JOINTS, SKELETON, TORSO_JOINTS
+from ..joints import FLIP_PAIRS, JOINT_NAMES  # listed in DESIGN §3 under course_lib.pose
 from .crops import augment_crops, crop_boxes, pose_loader
 from .drawing import SIDE_COLOURS, draw_pose
 from .geometry import (
@@ -45,13 +44,8 @@ from .models import PoseRegressor, RefinementStage, predict_joints
 
 __all__ = [
     "JOINT_NAMES",
-    "NUM_JOINTS",
     "FLIP_PAIRS",
-    "FLIP_PERMUTATION",
-    "SKELETON",
-    "LIMB_SIDES",
     "SIDE_COLOURS",
-    "TORSO_JOINTS",
     "normalize_joints",
     "denormalize_joints",
     "swap_left_right",
@@ -62,7 +56,6 @@ __all__ = [
     "pdj",
     "pck",
     "pose_loss",
-    "square_boxes",
     "crop_boxes",
     "augment_crops",
     "pose_loader",
@@ -70,5 +63,4 @@ __all__ = [
     "RefinementStage",
     "predict_joints",
     "draw_pose",
-    "load_lsp",
 ]

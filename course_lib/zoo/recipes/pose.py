@@ -31,11 +31,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ...boxes import square_boxes
 from ...data import PoseFiguresDataset
 from ...device import seed_everything
+from ...joints import NUM_JOINTS
 from ...models import frozen_features
 from ...pose import (
-    NUM_JOINTS,
     PoseRegressor,
     RefinementStage,
     crop_boxes,
@@ -46,7 +47,6 @@ from ...pose import (
     pose_loader,
     pose_loss,
     predict_joints,
-    square_boxes,
     torso_diameter,
 )
 from ...training import fit

@@ -38,7 +38,8 @@ from torch import nn
 from ..._checks import check_bool, check_choice, check_images, check_int, check_tensor
 from ...boxes import square_boxes
 from ...device import seed_everything
-from ...pose import NUM_JOINTS, crop_boxes, denormalize_joints, hflip_joints, normalize_joints, pose_loss
+from ...joints import NUM_JOINTS
+from ...pose import crop_boxes, denormalize_joints, hflip_joints, normalize_joints, pose_loss
 from ...training import fit
 from .. import Recipe
 from .pose import DATA, VAL_SEED, figures, heldout_metrics, pose_head
