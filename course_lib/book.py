@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ClaimError", "claim", "glue", "table", "mean_ci", "paired_ci"]
+__all__ = ["ClaimError", "claim", "glue", "table", "mean_ci", "paired_ci", "interval_sign", "verdict"]
 
 try:  # the book build and nbval have myst-nb; Colab does not
     from myst_nb import glue as _myst_glue
@@ -178,3 +178,38 @@ def paired_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
     if a.shape != b.shape:
         raise ValueError(f"a and b must be paired (same shape), got {a.shape} and {b.shape}")
     return mean_ci(a - b, level)
+
+
+def interval_sign(ci, n: int | None = None, min_items: int = 50) -> str:
+    """Which way an interval ``(mean, lo, hi)`` points: ``"+"`` (it lies above zero), ``"-"`` (below) or ``"0"``
+    (it includes zero). With ``n`` independent items below ``min_items``, ``"?"``: too few items to rank.
+
+    The course's rule for a ranking: a paired interval that excludes zero, over at least 50 independent items
+    (or 3 seeds: pass ``min_items=3``).
+
+    Example:
+        >>> interval_sign((0.2, 0.1, 0.3)), interval_sign((0.1, -0.1, 0.3)), interval_sign((0.2, 0.1, 0.3), n=30)
+        ('+', '0', '?')
+    """
+    if not (isinstance(ci, (tuple, list)) and len(ci) == 3):
+        raise TypeError(f"ci must be a (mean, lo, hi) triple, got {ci!r}")
+    lo, hi = float(ci[1]), float(ci[2])
+    if not lo <= hi:
+        raise ValueError(f"ci must have lo <= hi, got lo={lo}, hi={hi}")
+    if n is not None and n < min_items:
+        return "?"
+    return "+" if lo > 0 else "-" if hi < 0 else "0"
+
+
+def verdict(ci, above: str, below: str, within: str = "within noise of", *, n: int | None = None,
+            min_items: int = 50, unranked: str = "not ranked (too few items) against") -> str:
+    """The words an interval supports (see :func:`interval_sign`): ``above`` where it lies above zero, ``below``
+    where it lies below, ``within`` where it includes zero, ``unranked`` with fewer than ``min_items`` items.
+
+    Example:
+        >>> verdict(paired_ci([0.9, 0.8, 0.85], [0.7, 0.65, 0.7]), "better than", "worse than")
+        'better than'
+        >>> verdict((0.01, -0.02, 0.04), "better than", "worse than")
+        'within noise of'
+    """
+    return {"+": above, "-": below, "0": within, "?": unranked}[interval_sign(ci, n, min_items)]

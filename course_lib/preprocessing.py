@@ -1,7 +1,9 @@
 r"""Data preprocessing: zero-centering, scaling, PCA and whitening.
 
 Every transform follows scikit-learn's shape: ``fit(x)`` learns statistics from *training data only* and
-returns ``self``; ``transform`` and ``inverse_transform`` apply them; fitted attributes end in ``_``.
+returns ``self`` (a second argument ``y`` is accepted and ignored, as by scikit-learn's unsupervised
+transforms, so that code passing labels to every transform works); ``transform`` and ``inverse_transform`` apply
+them; fitted attributes end in ``_``.
 Image statistics take ``(N, C, H, W)`` tensors; :class:`PCA` and :class:`Whitening` take ``(N, D)``.
 
 Formulas (for data :math:`x_1,\dots,x_N`):
@@ -46,11 +48,11 @@ class _Transform:
                 )
         return x
 
-    def fit(self, x):  # pragma: no cover - overridden
+    def fit(self, x, y=None):  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def fit_transform(self, x) -> torch.Tensor:
-        """``fit(x)`` then ``transform(x)``."""
+    def fit_transform(self, x, y=None) -> torch.Tensor:
+        """``fit(x)`` then ``transform(x)`` (``y`` is ignored, as in scikit-learn's unsupervised transforms)."""
         return self.fit(x).transform(x)
 
     def _ready(self, x, name="x") -> torch.Tensor:
@@ -79,7 +81,7 @@ class MeanImage(_Transform):
     def __init__(self) -> None:
         self.mean_: torch.Tensor | None = None
 
-    def fit(self, x) -> MeanImage:
+    def fit(self, x, y=None) -> MeanImage:
         x = self._check(x)
         self.mean_ = x.mean(dim=0)
         return self
@@ -102,7 +104,7 @@ class ChannelMean(_Transform):
     def __init__(self) -> None:
         self.mean_: torch.Tensor | None = None
 
-    def fit(self, x) -> ChannelMean:
+    def fit(self, x, y=None) -> ChannelMean:
         x = self._check(x)
         self.mean_ = x.mean(dim=(0, 2, 3))
         return self
@@ -153,7 +155,7 @@ class ChannelStandardize(_Transform):
         obj.mean_, obj.std_ = mean, std
         return obj
 
-    def fit(self, x) -> ChannelStandardize:
+    def fit(self, x, y=None) -> ChannelStandardize:
         x = self._check(x, min_batch=1)
         if x.shape[0] * x.shape[2] * x.shape[3] < 2:
             raise ValueError(f"x needs at least 2 values per channel to estimate a std, got shape {tuple(x.shape)}")
@@ -228,7 +230,7 @@ class PCA(_Covariance):
         self.eps = check_nonnegative(eps, "eps")
         self.mean_ = self.components_ = self.explained_variance_ = None
 
-    def fit(self, x) -> PCA:
+    def fit(self, x, y=None) -> PCA:
         x = self._fit_eigen(x)
         k = x.shape[1] if self.n_components is None else self.n_components
         if k > x.shape[1]:
@@ -291,7 +293,7 @@ class Whitening(_Covariance):
         self.eps = check_nonnegative(eps, "eps")
         self.mean_ = self.components_ = self.explained_variance_ = None
 
-    def fit(self, x) -> Whitening:
+    def fit(self, x, y=None) -> Whitening:
         self._fit_eigen(x)
         var = self.explained_variance_ + self.eps
         if bool((var <= 0).any()):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..preprocessing import Whitening
 from . import Study
 
 SETTINGS = {
@@ -84,20 +85,6 @@ class KeepCorrelated:
         return x[:, self.keep_]
 
 
-class _Whiten:
-    def __init__(self, eps: float):
-        from ..preprocessing import Whitening
-
-        self.w = Whitening("zca", eps=eps)
-
-    def fit(self, x, y=None):
-        self.w.fit(x)
-        return self
-
-    def transform(self, x):
-        return self.w.transform(x)
-
-
 def pipeline_scores(transform, fit_on: tuple, train: tuple, evaluate: list[tuple]) -> list[float]:
     """Fit ``transform`` on ``fit_on = (x, y)``, a logistic regression on the transformed ``train``; the
     accuracy on each ``(x, y)`` of ``evaluate``."""
@@ -151,7 +138,7 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
     rows = []
     for split in tqdm(range(s["splits"]), desc="whitening", disable=not progress):
         order = torch.from_numpy(np.random.default_rng(split).permutation(len(x)))
-        rows.append(one_split(lambda: _Whiten(s["eps"]), x[order], y[order], s["n_train"], s["n_test"]))
+        rows.append(one_split(lambda: Whitening("zca", eps=s["eps"]), x[order], y[order], s["n_train"], s["n_test"]))
     out["whitening"] = _collect(rows)
     return out
 
