@@ -42,7 +42,10 @@ $(MATHJAX):
 
 mathjax: $(MATHJAX)
 
+# The execution cache is keyed on each notebook's text; tools.bookcache empties it when course_lib, a zoo
+# checkpoint or a study result changed, so the book never shows outputs of older code.
 book: $(STAMP) $(MATHJAX)
+	$(PY) -m tools.bookcache _build/.jupyter_cache
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 	$(PY) -m tools.bookcheck _build/html
 
