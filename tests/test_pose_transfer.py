@@ -11,7 +11,7 @@ import torch
 from course_lib.boxes import square_boxes
 from course_lib.data import PoseFiguresDataset
 from course_lib.pose import crop_boxes, normalize_joints, pck
-from course_lib.zoo.recipes import localization
+from course_lib.zoo import _cache as feature_cache
 from course_lib.zoo.recipes import pose as P
 
 
@@ -43,7 +43,7 @@ def test_transfer_study_records_every_run():
                                                    ("efficientnet_lite0", ("blocks.10", "head"), 128)])
 def test_cached_features_are_a_fresh_forward_of_the_same_crop(network, layers, size, small_figures, tmp_path,
                                                                monkeypatch):
-    monkeypatch.setattr(localization, "FEATURE_CACHE", tmp_path)
+    monkeypatch.setattr(feature_cache, "FEATURE_CACHE", tmp_path)
     data = small_figures[0]
     few = P._SubsetFigures(data, 5)
     settings = _settings(5, 7)
@@ -74,7 +74,7 @@ def test_cached_features_are_a_fresh_forward_of_the_same_crop(network, layers, s
 
 
 def test_pose_head_starts_at_the_crop_centre_and_beats_the_mean_pose(small_figures, tmp_path, monkeypatch):
-    monkeypatch.setattr(localization, "FEATURE_CACHE", tmp_path)
+    monkeypatch.setattr(feature_cache, "FEATURE_CACHE", tmp_path)
     train, test = small_figures
     s = _settings(len(train), 7)
     s["data"].update({"n_heldout": len(test), "heldout_seed": 8})

@@ -237,9 +237,10 @@ def test_mirrored_feature_cache_mirrors_images_and_boxes(tmp_path, monkeypatch):
     from course_lib.data import ShapesDataset
     from course_lib.models import frozen_features
     from course_lib.pretrained import efficientnet_lite0
+    from course_lib.zoo import _cache as feature_cache
     from course_lib.zoo.recipes import localization as loc
 
-    monkeypatch.setattr(loc, "FEATURE_CACHE", tmp_path)
+    monkeypatch.setattr(feature_cache, "FEATURE_CACHE", tmp_path)
     settings = {**loc.ZOO_FINETUNE_SETTINGS, "n_train": 4}
     feats, labels, boxes = loc.lite0_block_features(settings, "train", 7, hflip=True)
     data = ShapesDataset(4, size=settings["size"], seed=settings["train_seed"])

@@ -77,9 +77,9 @@ def test_pose_lite0_heldout_pck_recomputed_independently():
 
 def test_mirrored_features_are_the_mirrored_crops_with_swapped_joints(tmp_path, monkeypatch):
     from course_lib.pose import crop_boxes
-    from course_lib.zoo.recipes import localization as loc
+    from course_lib.zoo import _cache as feature_cache
 
-    monkeypatch.setattr(loc, "FEATURE_CACHE", tmp_path)
+    monkeypatch.setattr(feature_cache, "FEATURE_CACHE", tmp_path)
     settings = {**pl.POSE_LITE0_SETTINGS, "data": {**pl.POSE_LITE0_SETTINGS["data"], "n_train": 3,
                                                             "n_used": 3}}
     feats, targets, boxes = pl.lite0_pose_features(settings, "train")

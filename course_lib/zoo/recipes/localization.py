@@ -53,6 +53,7 @@ from ...localization import (
 from ...models import FeatureHead, frozen_features
 from ...training import fit
 from .. import Recipe
+from .._cache import cached
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -188,9 +189,6 @@ PRETRAINED_SETTINGS: dict = {
     # the from-scratch comparison: the same images, epochs and batch size, its own recipe otherwise
     "scratch": {"alpha": 1.0, "flips": True},
 }
-FEATURE_CACHE = Path("~/.cache/course_lib/features").expanduser()
-
-
 def shapes_images(settings: dict, part: str) -> ShapesDataset:
     """The ``part`` (``"train"``, ``"val"`` or ``"test"``) images of a recipe's settings."""
     return ShapesDataset(settings[f"n_{part}"], size=settings["size"], seed=settings[f"{part}_seed"])
@@ -202,15 +200,12 @@ def pretrained_features(settings: dict, part: str, device=None, progress: bool =
 
     data = shapes_images(settings, part)
     key = f"shapes_{settings['backbone']}_{settings['size']}to{settings['input_size']}_n{len(data)}_s{settings[f'{part}_seed']}"
-    path = FEATURE_CACHE / f"{key}.pt"
-    if path.is_file():
-        feats = torch.load(path, weights_only=True)
-    else:
+
+    def compute():
         net = efficientnet_lite0(device or "cpu")
-        feats = frozen_features(net.features, data.images, size=settings["input_size"], progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(feats, path)
-    return feats, data.labels, data.boxes, data.images
+        return frozen_features(net.features, data.images, size=settings["input_size"], progress=progress)
+
+    return cached(key, compute), data.labels, data.boxes, data.images
 
 
 def build_pretrained_head(settings: dict = PRETRAINED_SETTINGS, seed: int | None = None) -> FeatureHead:
@@ -389,16 +384,13 @@ def lite0_block_features(settings: dict, part: str, block: int, device=None, hfl
         boxes[:, 0] = 1 - boxes[:, 0]
     key = (f"shapes_{settings['backbone']}_b{block}_{settings['size']}to{settings['input_size']}"
            f"_n{len(data)}_s{settings[f'{part}_seed']}{'_hflip' if hflip else ''}")
-    path = FEATURE_CACHE / f"{key}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=True), data.labels, boxes
-    net = efficientnet_lite0(device or "cpu")
-    lower = nn.Sequential(net.normalize, net.stem, net.blocks[: block + 1])
-    feats = frozen_features(lower, images.to(next(net.parameters()).device),
-                            size=settings["input_size"]).cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(feats, path)
-    return feats, data.labels, boxes
+
+    def compute():
+        net = efficientnet_lite0(device or "cpu")
+        lower = nn.Sequential(net.normalize, net.stem, net.blocks[: block + 1])
+        return frozen_features(lower, images.to(next(net.parameters()).device), size=settings["input_size"]).cpu()
+
+    return cached(key, compute), data.labels, boxes
 
 
 def lite0_training_features(settings: dict, block: int, device=None):

@@ -23,7 +23,6 @@ in the last bits; figures are drawn on the training device).
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,6 +50,7 @@ from ...pose import (
 )
 from ...training import fit
 from .. import Recipe
+from .._cache import cache_key, cached
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 TRAIN_SEED, HELDOUT_SEED, EXPERIMENT_SEED = 101, 102, 103
@@ -293,7 +293,6 @@ def pose_features(network: str, layers: tuple[str, ...], data, which: str, *, si
     under a key that names everything they depend on (network, checkpoint, layers, crop size, figures).
     """
     from .. import sha256
-    from .localization import FEATURE_CACHE
 
     d = settings["data"]
     x, boxes = transfer_inputs(data, size, settings["scale"])
@@ -302,23 +301,17 @@ def pose_features(network: str, layers: tuple[str, ...], data, which: str, *, si
              "figures": [len(data), d[f"{which}_seed"], d["size"]], "torch": torch.__version__.split("+")[0]}
     if network != "efficientnet_lite0":
         ident["sha256"] = sha256(CHECKPOINTS / f"{network}.pt")
-    import hashlib
+    if network != "efficientnet_lite0" and tuple(layers) != ("features",):
+        raise ValueError(f"a zoo classifier offers the layer 'features' only, got {layers}")
 
-    key = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-    path = FEATURE_CACHE / f"pose_{network}_{which}_{key}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=True), targets, boxes
-    if network == "efficientnet_lite0":
-        feats = _lite0_layers(x, tuple(layers), device)
-    else:
+    def compute():
+        if network == "efficientnet_lite0":
+            return _lite0_layers(x, tuple(layers), device)
         from .. import load
 
-        if tuple(layers) != ("features",):
-            raise ValueError(f"a zoo classifier offers the layer 'features' only, got {layers}")
-        feats = {"features": frozen_features(load(network, device or "cpu").features, x).cpu()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(feats, path)
-    return feats, targets, boxes
+        return {"features": frozen_features(load(network, device or "cpu").features, x).cpu()}
+
+    return cached(f"pose_{network}_{which}_{cache_key(ident)}", compute), targets, boxes
 
 
 def pose_head(in_channels: int, grid: int, channels: int = 64) -> nn.Sequential:

@@ -28,9 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +39,7 @@ from ...joints import NUM_JOINTS
 from ...pose import crop_boxes, denormalize_joints, hflip_joints, normalize_joints, pose_loss
 from ...training import fit
 from .. import Recipe
+from .._cache import cache_key, cached
 from .pose import DATA, VAL_SEED, figures, heldout_metrics, pose_head
 
 __all__ = ["POSE_LITE0_SETTINGS", "PoseLite0", "lite0_pose_features", "train_lite0_head", "RECIPES"]
@@ -135,8 +133,6 @@ def lite0_pose_features(settings: dict, which: str, mirrored: bool = False, devi
     are returned (all when absent). Cached on disk per ``chunk`` figures, under a key naming everything the
     features depend on.
     """
-    from .localization import FEATURE_CACHE
-
     check_choice(which, "which", ("train", "val", "heldout"))
     check_bool(mirrored, "mirrored")
     chunk = check_int(chunk, "chunk", minimum=1)
@@ -150,17 +146,9 @@ def lite0_pose_features(settings: dict, which: str, mirrored: bool = False, devi
     if mirrored:
         targets = hflip_joints(targets, swap=settings["swap"], coords="centered")
     model = None
-    out = []
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        ident = {"network": "efficientnet_lite0", "block": settings["block"], "size": settings["input"],
-                 "scale": settings["scale"], "figures": [len(data), d[f"{which}_seed"], d["size"]],
-                 "rows": [start, stop], "mirrored": mirrored, "torch": torch.__version__.split("+")[0]}
-        key = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-        path = FEATURE_CACHE / f"pose_lite0_b{settings['block']}_{which}{'_mirror' if mirrored else ''}_{key}.pt"
-        if path.is_file():
-            out.append(torch.load(path, weights_only=True))
-            continue
+
+    def encode(start: int, stop: int) -> torch.Tensor:
+        nonlocal model
         if model is None:
             model = PoseLite0(settings).to(device or "cpu").eval()
         dev = next(model.lower.parameters()).device
@@ -168,12 +156,16 @@ def lite0_pose_features(settings: dict, which: str, mirrored: bool = False, devi
             crops = crop_boxes(data.images[start:stop], boxes[start:stop], settings["input"])
             if mirrored:
                 crops = crops.flip(-1)
-            feats = torch.cat([model.lower(crops[i : i + 250].to(dev)).cpu() for i in range(0, stop - start, 250)])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(feats, tmp)
-        tmp.replace(path)
-        out.append(feats)
+            return torch.cat([model.lower(crops[i : i + 250].to(dev)).cpu() for i in range(0, stop - start, 250)])
+
+    out = []
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        ident = {"network": "efficientnet_lite0", "block": settings["block"], "size": settings["input"],
+                 "scale": settings["scale"], "figures": [len(data), d[f"{which}_seed"], d["size"]],
+                 "rows": [start, stop], "mirrored": mirrored, "torch": torch.__version__.split("+")[0]}
+        name = f"pose_lite0_b{settings['block']}_{which}{'_mirror' if mirrored else ''}_{cache_key(ident)}"
+        out.append(cached(name, lambda start=start, stop=stop: encode(start, stop)))
     return torch.cat(out), targets, boxes
 
 
