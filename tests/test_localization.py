@@ -11,15 +11,13 @@ from torchvision.ops import box_convert
 from torchvision.ops import box_iou as tv_box_iou
 from torchvision.ops import clip_boxes_to_image as tv_clip
 
-from course_lib.boxes import mask_to_box
+from course_lib.boxes import clip_boxes_to_image, hflip_boxes, mask_to_box
 from course_lib.data import DataUnavailableError, ShapesDataset, load_oxford_pets
 from course_lib.localization import (
     Localizer,
     QuickLocalizer,
     box_iou,
-    clip_boxes_to_image,
     evaluate_localizer,
-    hflip_boxes,
     localization_metrics,
     multitask_loss,
     paired_box_iou,

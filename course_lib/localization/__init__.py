@@ -7,7 +7,7 @@ course text: the centre :math:`(x, y)`, the height :math:`h` and the width :math
 
 * :func:`xyhw_to_xyxy` / :func:`xyxy_to_xyhw` — centre boxes ↔ corners (pixels or fractions).
 * :func:`box_iou` (every pair, through :func:`torchvision.ops.box_iou`) and :func:`paired_box_iou`
-  (box *i* of one set against box *i* of the other), :func:`clip_boxes_to_image`.
+  (box *i* of one set against box *i* of the other); clipping and flipping boxes are in :mod:`course_lib.boxes`.
 * :func:`multitask_loss` — :math:`L = L_\text{cls} + \alpha L_\text{box}` (cross-entropy + MSE or smooth L1).
 * :func:`quick_loss` — the "quick and dirty" variant: one sigmoid for a binary class, four sigmoids for the
   box, binary cross-entropy on both.
@@ -20,7 +20,7 @@ One concern per module: :mod:`.losses`, :mod:`.models`, :mod:`.metrics`; the box
 
 from __future__ import annotations
 
-from ..boxes import box_iou, clip_boxes_to_image, hflip_boxes, paired_box_iou, xyhw_to_xyxy, xyxy_to_xyhw
+from ..boxes import box_iou, paired_box_iou, xyhw_to_xyxy, xyxy_to_xyhw  # listed in DESIGN §3
 from .losses import MultitaskLoss, multitask_loss, quick_loss
 from .metrics import evaluate_localizer, localization_metrics
 from .models import Localizer, QuickLocalizer
@@ -30,7 +30,6 @@ __all__ = [
     "xyxy_to_xyhw",
     "box_iou",
     "paired_box_iou",
-    "clip_boxes_to_image",
     "MultitaskLoss",
     "multitask_loss",
     "quick_loss",
@@ -38,5 +37,4 @@ __all__ = [
     "QuickLocalizer",
     "localization_metrics",
     "evaluate_localizer",
-    "hflip_boxes",
 ]
