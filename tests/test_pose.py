@@ -284,7 +284,7 @@ def test_normalized_joint_points_at_its_pixel_in_the_crop():
 def test_augment_crops_flip_swaps_and_mirrors_consistently(figures):
     x0, y0 = augment_crops(figures.images, figures.joints, figures.boxes)
     g = torch.Generator().manual_seed(0)
-    x1, y1 = augment_crops(figures.images, figures.joints, figures.boxes, flip=True, generator=g)
+    x1, y1 = augment_crops(figures.images, figures.joints, figures.boxes, flip=True, seed=g)
     flipped = (x1 != x0).flatten(1).any(1)
     assert 0 < int(flipped.sum()) < len(figures)
     torch.testing.assert_close(x1[flipped], x0[flipped].flip(-1))
@@ -295,7 +295,7 @@ def test_augment_crops_flip_swaps_and_mirrors_consistently(figures):
 def test_augment_translation_moves_targets_with_the_crop(figures):
     g = torch.Generator().manual_seed(1)
     x, y = augment_crops(figures.images[:8], figures.joints[:8], figures.boxes[:8], translate=0.2, zoom=0.2,
-                         generator=g)
+                         seed=g)
     # the targets are the joints normalized to *some* square box: invert with the box recovered from two joints
     z0, z1 = y[:, 0], y[:, 12]
     j0, j1 = figures.joints[:8, 0], figures.joints[:8, 12]

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from .._checks import check_choice, check_int
+from .._checks import generator as _generator
 from .availability import DataUnavailableError
 
 __all__ = ["PHOTO_NAMES", "load_photo", "random_photo_crops"]
@@ -86,20 +87,23 @@ def load_photo(name: str, size: int | None = None) -> torch.Tensor:
 
 
 def random_photo_crops(
-    n: int, size: int, generator: torch.Generator, crop_range: tuple[float, float] = (0.25, 0.6), sampling_ratio: int = 1
+    n: int, size: int, seed: int | torch.Generator = 0, crop_range: tuple[float, float] = (0.25, 0.6),
+    sampling_ratio: int = 1,
 ) -> torch.Tensor:
     """``n`` random square crops of the course photos, resized to ``size × size``, half of them mirrored.
 
     Each crop takes a random photo of :data:`PHOTO_NAMES`, a side of ``crop_range`` times the photo's short side
-    and a random position; all crops of one photo are resampled in one batched ``roi_align`` call.
+    and a random position; all crops of one photo are resampled in one batched ``roi_align`` call. ``seed``: an
+    int (the same crops at every call) or a CPU ``torch.Generator`` (drawn from, so successive calls differ).
 
     Returns:
         ``(n, 3, size, size)`` float32 in ``[0, 1]``.
 
     Example:
-        >>> random_photo_crops(4, 16, torch.Generator().manual_seed(0)).shape
+        >>> random_photo_crops(4, 16, seed=0).shape
         torch.Size([4, 3, 16, 16])
     """
+    generator = _generator(seed)
     out = torch.empty(n, 3, size, size)
     which = torch.randint(len(PHOTO_NAMES), (n,), generator=generator)
     crop_frac = torch.empty(n).uniform_(*crop_range, generator=generator)

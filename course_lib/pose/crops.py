@@ -16,6 +16,7 @@ from .._checks import (
     check_size,
     check_tensor,
     describe,
+    generator,
 )
 from .._types import Boxes, Images, Joints, Size
 from ..boxes import check_boxes, square_boxes
@@ -73,7 +74,7 @@ def augment_crops(
     zoom: float = 0.0,
     flip: bool = False,
     swap: bool = True,
-    generator: torch.Generator | None = None,
+    seed: int | torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Person crops and their box-normalized joints, with DeepPose's augmentations.
 
@@ -81,7 +82,9 @@ def augment_crops(
     moved by up to ``translate`` times its side in x and y and its side multiplied by a factor in
     :math:`[1 - \text{zoom}, 1 + \text{zoom}]`. The joints are normalized to the final box
     (:func:`normalize_joints`). With ``flip``, half of the crops (at random) are mirrored with
-    :func:`hflip_pose` (``coords="centered"``, ``swap`` as given).
+    :func:`hflip_pose` (``coords="centered"``, ``swap`` as given). The random draws come from ``seed``: an int
+    (the same augmentation at every call), a CPU ``torch.Generator`` (drawn from), or ``None`` (torch's global
+    generator).
 
     Returns:
         ``crops`` ``(N, 3, size, size)`` and ``targets`` ``(N, 14, 2)`` (centred, box-normalized).
@@ -104,8 +107,8 @@ def augment_crops(
     zoom = check_probability(zoom, "zoom")
     n = x.shape[0]
     sq = square_boxes(b, scale, tuple(x.shape[-2:]))
+    g = None if seed is None else generator(seed)  # None: torch's global generator
     if translate > 0 or zoom > 0:
-        g = generator
         shift = (torch.rand(n, 2, generator=g) * 2 - 1) * translate
         factor = 1 + (torch.rand(n, generator=g) * 2 - 1) * zoom
         sq = sq.clone()
@@ -115,7 +118,7 @@ def augment_crops(
     crops = crop_boxes(x, sq, size)
     targets = normalize_joints(j.to(sq), sq)
     if flip:
-        chosen = (torch.rand(n, generator=generator) < 0.5).to(crops.device)
+        chosen = (torch.rand(n, generator=g) < 0.5).to(crops.device)
         if bool(chosen.any()):
             fc, ft = hflip_pose(crops[chosen], targets[chosen], swap=swap, coords="centered")
             crops, targets = crops.clone(), targets.clone()
@@ -170,7 +173,7 @@ def pose_loader(
 
     def collate(batch: list[int]):
         idx = torch.as_tensor(batch, device=images.device)
-        return augment_crops(images[idx], joints[idx], boxes[idx], generator=g, **augment)
+        return augment_crops(images[idx], joints[idx], boxes[idx], seed=g, **augment)
 
     shuffler = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(range(images.shape[0]), batch_size=batch_size, shuffle=shuffle, generator=shuffler,
