@@ -96,21 +96,6 @@ def test_cpu_cuda_parity(norm):
     assert_close(actual.cpu(), expected, atol=1e-4, rtol=1e-4)
 
 
-def test_model_mode_restores_each_submodule_even_after_an_exception():
-    from course_lib.models import model_mode
-
-    net = SmallCNN(width=8).train()
-    net.features.eval()  # mixed: a frozen trunk under a training head
-    before = {name: m.training for name, m in net.named_modules()}
-    with pytest.raises(RuntimeError, match="boom"), model_mode(net):
-        assert not any(m.training for m in net.modules())
-        raise RuntimeError("boom")
-    assert {name: m.training for name, m in net.named_modules()} == before
-    with model_mode(net, training=True):
-        assert all(m.training for m in net.modules())
-    assert {name: m.training for name, m in net.named_modules()} == before
-
-
 # ------------------------------------------------------------------------------ frozen features and heads
 def test_frozen_features_equal_one_eval_forward_and_restore_the_mode():
     from course_lib.models import frozen_features
