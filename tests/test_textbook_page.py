@@ -2,8 +2,9 @@
 
 The checks cover the chapters already written to these conventions (``TEXTBOOK_CHAPTERS`` in
 ``tests/helpers/book.py``, a list that grows to all nine as the chapters are converted), so that main stays
-green in between; the repository-wide checks (no tab or control characters) cover every chapter. ``tests/test_book_pages.py`` checks the same
-chapters in the built page (alt text, captions, no code scroll bar, a reference list with links).
+green in between; the repository-wide checks (no tab or control characters) cover every chapter.
+``tests/test_book_pages.py`` checks the same chapters in the built page (alt text, captions, no code scroll
+bar, a reference list with links).
 """
 
 from __future__ import annotations
