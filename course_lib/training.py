@@ -263,20 +263,21 @@ def fit(
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
         train = _train_epoch(model, bar, loss_fn, metrics, opt, sched, device, history["step_loss"], progress)
         bar.close()
-        if train is None:
+        diverged = train is None
+        if diverged:  # a non-finite loss: the epoch's numbers are NaN and the run stops
             history["diverged"] = [True]
             train = {k: math.nan for k in ("loss", *metrics)}
         val = None
         if val_data is not None:
             val = (
                 {k: math.nan for k in ("loss", *metrics)}
-                if history["diverged"][0]
+                if diverged
                 else evaluate(model, val_data, loss_fn, metrics, device=device, batch_size=eval_batch_size)
             )
         _record_epoch(history, epoch, train, val, time.perf_counter() - start)
         if progress:
             tqdm.write(_epoch_summary(history, epoch, epochs, metrics, val is not None))
-        if history["diverged"][0]:
+        if diverged:
             break
     model.eval()
     return history
