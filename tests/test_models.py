@@ -145,11 +145,9 @@ def test_he_init_variance_matches_kaiming_formula():
     torch.manual_seed(0)
     conv = he_init(nn.Sequential(nn.Conv2d(64, 256, 3)))[0]
     fan_in = 64 * 3 * 3
-    # N(0, 2 / fan_in): the sample variance of 147k weights is within a few percent of it
+    # N(0, 2 / fan_in): the sample variance of 147k weights has relative standard error sqrt(2 / 147k) = 0.4%
     assert abs(float(conv.weight.detach().var()) / (2 / fan_in) - 1) < 0.03
     assert float(conv.bias.detach().abs().max()) == 0.0
-    default = nn.Conv2d(64, 256, 3)  # PyTorch's default: variance 1 / (3 fan_in)
-    assert abs(float(default.weight.var()) / (1 / (3 * fan_in)) - 1) < 0.03
 
 
 def test_he_init_rejects_a_non_module():
