@@ -245,89 +245,136 @@ def fit(
         >>> sorted(h)[:4]
         ['diverged', 'epoch', 'lr', 'step_loss']
     """
-    check_module(model)
-    epochs = check_int(epochs, "epochs", minimum=1)
-    lr = check_positive(lr, "lr")
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
-    eval_batch_size = check_int(eval_batch_size, "eval_batch_size", minimum=1)
-    weight_decay = check_nonnegative(weight_decay, "weight_decay")
-    momentum = check_nonnegative(momentum, "momentum")
-    seed = check_seed(seed)
-    check_choice(optimizer, "optimizer", ("adam", "adamw", "sgd"))
-    check_choice(schedule, "schedule", ("constant", "cosine"))
+    epochs, lr, batch_size, eval_batch_size, weight_decay, momentum, seed = _check_fit_args(
+        model, epochs, lr, batch_size, eval_batch_size, weight_decay, momentum, seed, optimizer, schedule
+    )
     loss_fn, metrics = _defaults(loss_fn, metrics)
     device = torch.device(device) if device is not None else get_device()
 
     torch.manual_seed(seed)
     model.to(device)
     loader = _make_loader(train_data, batch_size, shuffle=True, seed=seed)
+    opt, sched = _optimizer_and_schedule(model, optimizer, schedule, lr, weight_decay, momentum,
+                                         total_steps=epochs * len(loader))
+    history = _new_history(metrics, with_val=val_data is not None)
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        history["lr"].append(opt.param_groups[0]["lr"])
+        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
+        train = _train_epoch(model, bar, loss_fn, metrics, opt, sched, device, history["step_loss"], progress)
+        bar.close()
+        diverged = train is None
+        if diverged:  # a non-finite loss: the epoch's numbers are NaN and the run stops
+            history["diverged"] = [True]
+            train = {k: math.nan for k in ("loss", *metrics)}
+        val = None
+        if val_data is not None:
+            val = (
+                {k: math.nan for k in ("loss", *metrics)}
+                if diverged
+                else evaluate(model, val_data, loss_fn, metrics, device=device, batch_size=eval_batch_size)
+            )
+        _record_epoch(history, epoch, train, val, time.perf_counter() - start)
+        if progress:
+            tqdm.write(_epoch_summary(history, epoch, epochs, metrics, val is not None))
+        if diverged:
+            break
+    model.eval()
+    return history
+
+
+def _check_fit_args(model, epochs, lr, batch_size, eval_batch_size, weight_decay, momentum, seed, optimizer,
+                    schedule) -> tuple:
+    """``fit``'s numeric arguments, checked and normalized (a ``ValueError``/``TypeError`` names the bad one)."""
+    check_module(model)
+    checked = (
+        check_int(epochs, "epochs", minimum=1),
+        check_positive(lr, "lr"),
+        check_int(batch_size, "batch_size", minimum=1),
+        check_int(eval_batch_size, "eval_batch_size", minimum=1),
+        check_nonnegative(weight_decay, "weight_decay"),
+        check_nonnegative(momentum, "momentum"),
+        check_seed(seed),
+    )
+    check_choice(optimizer, "optimizer", ("adam", "adamw", "sgd"))
+    check_choice(schedule, "schedule", ("constant", "cosine"))
+    return checked
+
+
+def _optimizer_and_schedule(model: nn.Module, optimizer: str, schedule: str, lr: float, weight_decay: float,
+                            momentum: float, total_steps: int):
+    r"""The optimizer over the trainable parameters, and the per-step cosine schedule
+    :math:`\eta_t = \tfrac{\eta}{2}(1 + \cos(\pi t / T))` (``None`` for a constant rate)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters (all have requires_grad=False)")
     opt = _make_optimizer(optimizer, params, lr, weight_decay, momentum)
-    total_steps = epochs * len(loader)
-    sched = (
-        torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / total_steps)))
-        if schedule == "cosine"
-        else None
-    )
+    if schedule != "cosine":
+        return opt, None
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / total_steps)))
 
+
+def _new_history(metrics: Mapping[str, Metric], with_val: bool) -> dict[str, list]:
+    """Empty per-epoch lists: ``epoch``, ``train_loss``, ``time``, ``lr``, ``step_loss``, ``diverged`` (``[False]``),
+    ``train_NAME`` per metric, and ``val_loss``/``val_NAME`` when there is held-out data."""
     history: dict[str, list] = {"epoch": [], "train_loss": [], "time": [], "lr": [], "step_loss": [],
                                 "diverged": [False]}
     for k in metrics:
         history[f"train_{k}"] = []
-    if val_data is not None:
+    if with_val:
         history["val_loss"] = []
         for k in metrics:
             history[f"val_{k}"] = []
-
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        model.train()
-        sums = {"loss": 0.0, **{k: 0.0 for k in metrics}}
-        n = 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
-        history["lr"].append(opt.param_groups[0]["lr"])
-        for x, y in bar:
-            x, y = _to_device(x, device), _to_device(y, device)
-            out = model(x)
-            loss = loss_fn(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            b = _batch_size(x)
-            value = float(loss.detach())
-            history["step_loss"].append(value)
-            if not math.isfinite(value):
-                history["diverged"] = [True]
-                break
-            sums["loss"] += value * b
-            with torch.no_grad():
-                for k, fn in metrics.items():
-                    sums[k] += float(fn(out.detach() if isinstance(out, torch.Tensor) else out, y)) * b
-            n += b
-            if progress:
-                bar.set_postfix(loss=f"{value:.3f}")
-        bar.close()
-        history["epoch"].append(epoch)
-        for k in ("loss", *metrics):
-            history[f"train_{k}"].append(float(sums[k]) / max(n, 1) if not history["diverged"][0] else math.nan)
-        if val_data is not None:
-            if history["diverged"][0]:
-                val = {k: math.nan for k in ("loss", *metrics)}
-            else:
-                val = evaluate(model, val_data, loss_fn, metrics, device=device, batch_size=eval_batch_size)
-            for k, v in val.items():
-                history[f"val_{k}"].append(v)
-        history["time"].append(time.perf_counter() - start)
-        if progress:
-            msg = f"epoch {epoch}/{epochs}: train loss {history['train_loss'][-1]:.4f}"
-            if val_data is not None:
-                msg += ", " + ", ".join(f"val {k} {history[f'val_{k}'][-1]:.4f}" for k in ("loss", *metrics))
-            tqdm.write(msg)
-        if history["diverged"][0]:
-            break
-    model.eval()
     return history
+
+
+def _train_epoch(model: nn.Module, batches, loss_fn, metrics, opt, sched, device, step_loss: list,
+                 progress: bool) -> dict[str, float] | None:
+    """One pass of optimizer steps over ``batches`` in train mode.
+
+    Appends every step's loss to ``step_loss`` and returns the epoch's sample-weighted mean loss and metrics
+    (measured on each batch as the model learns), or ``None`` if the loss became non-finite (the pass stops at
+    that step, after appending it)."""
+    model.train()
+    sums = {"loss": 0.0, **{k: 0.0 for k in metrics}}
+    n = 0
+    for x, y in batches:
+        x, y = _to_device(x, device), _to_device(y, device)
+        out = model(x)
+        loss = loss_fn(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        b = _batch_size(x)
+        value = float(loss.detach())
+        step_loss.append(value)
+        if not math.isfinite(value):
+            return None
+        sums["loss"] += value * b
+        with torch.no_grad():
+            for k, fn in metrics.items():
+                sums[k] += float(fn(out.detach() if isinstance(out, torch.Tensor) else out, y)) * b
+        n += b
+        if progress:
+            batches.set_postfix(loss=f"{value:.3f}")
+    return {k: float(v) / max(n, 1) for k, v in sums.items()}
+
+
+def _record_epoch(history: dict[str, list], epoch: int, train: Mapping[str, float],
+                  val: Mapping[str, float] | None, elapsed: float) -> None:
+    """Append one epoch's numbers to ``history`` (``time`` is cumulative seconds)."""
+    history["epoch"].append(epoch)
+    for k, v in train.items():
+        history[f"train_{k}"].append(v)
+    for k, v in (val or {}).items():
+        history[f"val_{k}"].append(v)
+    history["time"].append(elapsed)
+
+
+def _epoch_summary(history: dict[str, list], epoch: int, epochs: int, metrics, with_val: bool) -> str:
+    msg = f"epoch {epoch}/{epochs}: train loss {history['train_loss'][-1]:.4f}"
+    if with_val:
+        msg += ", " + ", ".join(f"val {k} {history[f'val_{k}'][-1]:.4f}" for k in ("loss", *metrics))
+    return msg

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_textbook_page import TEXTBOOK_CHAPTERS
+from tests.helpers.book import TEXTBOOK_CHAPTERS
 from tools.book import REPO
 from tools.bookcheck import launch_targets
 

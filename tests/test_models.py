@@ -96,21 +96,6 @@ def test_cpu_cuda_parity(norm):
     assert_close(actual.cpu(), expected, atol=1e-4, rtol=1e-4)
 
 
-def test_model_mode_restores_each_submodule_even_after_an_exception():
-    from course_lib.models import model_mode
-
-    net = SmallCNN(width=8).train()
-    net.features.eval()  # mixed: a frozen trunk under a training head
-    before = {name: m.training for name, m in net.named_modules()}
-    with pytest.raises(RuntimeError, match="boom"), model_mode(net):
-        assert not any(m.training for m in net.modules())
-        raise RuntimeError("boom")
-    assert {name: m.training for name, m in net.named_modules()} == before
-    with model_mode(net, training=True):
-        assert all(m.training for m in net.modules())
-    assert {name: m.training for name, m in net.named_modules()} == before
-
-
 # ------------------------------------------------------------------------------ frozen features and heads
 def test_frozen_features_equal_one_eval_forward_and_restore_the_mode():
     from course_lib.models import frozen_features
@@ -160,11 +145,9 @@ def test_he_init_variance_matches_kaiming_formula():
     torch.manual_seed(0)
     conv = he_init(nn.Sequential(nn.Conv2d(64, 256, 3)))[0]
     fan_in = 64 * 3 * 3
-    # N(0, 2 / fan_in): the sample variance of 147k weights is within a few percent of it
+    # N(0, 2 / fan_in): the sample variance of 147k weights has relative standard error sqrt(2 / 147k) = 0.4%
     assert abs(float(conv.weight.detach().var()) / (2 / fan_in) - 1) < 0.03
     assert float(conv.bias.detach().abs().max()) == 0.0
-    default = nn.Conv2d(64, 256, 3)  # PyTorch's default: variance 1 / (3 fan_in)
-    assert abs(float(default.weight.var()) / (1 / (3 * fan_in)) - 1) < 0.03
 
 
 def test_he_init_rejects_a_non_module():

@@ -285,17 +285,6 @@ def test_smooth_gradcam_plus_plus_noise_may_leave_the_unit_range(model):
         model(noisy)
 
 
-def test_allow_out_of_range_restores_the_check_after_an_error(model):
-    from course_lib._state import allow_out_of_range
-
-    with pytest.raises(RuntimeError, match="inside"), allow_out_of_range(model):
-        assert model.normalize.check_range is False
-        raise RuntimeError("inside")
-    assert model.normalize.check_range is True
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module"), allow_out_of_range("model"):
-        pass
-
-
 def test_explainer_leaves_no_gradients_and_eval_mode(model):
     x = photo_batch(["chelsea"]).requires_grad_(True)
     maps = GradCAM(model, "head")(x)

@@ -1,9 +1,10 @@
 """The textbook page (CONTRIBUTING.md, "The textbook page"): what a reader sees of a chapter, checked in its source.
 
-The checks cover the chapters already written to these conventions (``TEXTBOOK_CHAPTERS``, a list that grows
-to all nine as the chapters are converted), so that main stays green in between; the repository-wide checks
-(no tab or control characters) cover every chapter. ``tests/test_book_pages.py`` checks the same
-chapters in the built page (alt text, captions, no code scroll bar, a reference list with links).
+The checks cover the chapters already written to these conventions (``TEXTBOOK_CHAPTERS`` in
+``tests/helpers/book.py``, a list that grows to all nine as the chapters are converted), so that main stays
+green in between; the repository-wide checks (no tab or control characters) cover every chapter.
+``tests/test_book_pages.py`` checks the same chapters in the built page (alt text, captions, no code scroll
+bar, a reference list with links).
 """
 
 from __future__ import annotations
@@ -13,12 +14,9 @@ import re
 import pytest
 import yaml
 
+from tests.helpers.book import TEXTBOOK_CHAPTERS
 from tools.book import REPO
 
-TEXTBOOK_CHAPTERS = ["01_preprocessing", "02_batch_normalization", "03_cnn_visualization", "04_localization",
-                     "05_pose_estimation", "06_weakly_supervised_localization", "07_gradient_saliency",
-                     "08_perturbation_and_perception",
-                     "09_evaluating_explanations"]
 CHAPTERS = sorted(p.stem for p in (REPO / "chapters").glob("[0-9]*.md"))
 MAX_COLUMNS = 88
 HIDDEN_TAGS = {"remove-cell", "remove-input", "hide-input"}

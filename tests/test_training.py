@@ -130,6 +130,32 @@ def test_train_mode_evaluation_restores_batchnorm_statistics_and_mode():
         assert torch.equal(v, before[k]), k
 
 
+def test_history_epoch_numbers_are_sample_weighted_means_of_the_steps():
+    # 25 samples in batches of 10: steps of 10, 10 and 5 samples, so an epoch's loss weighs the last step half
+    x, y = _blobs(25)
+    h = fit(nn.Linear(2, 2), (x, y), epochs=2, lr=0.05, batch_size=10, progress=False, device="cpu")
+    s = h["step_loss"]
+    assert len(s) == 6 and h["epoch"] == [1, 2]
+    for epoch, steps in enumerate((s[:3], s[3:])):
+        assert h["train_loss"][epoch] == pytest.approx((10 * steps[0] + 10 * steps[1] + 5 * steps[2]) / 25)
+    assert h["lr"] == [0.05, 0.05] and 0 < h["time"][0] <= h["time"][1]
+    assert "val_loss" not in h
+
+
+def test_divergence_stops_at_the_first_non_finite_step():
+    x, y = _blobs(40)
+    h = fit(nn.Linear(2, 2), (x * 1e30, y), epochs=3, lr=1e30, batch_size=10, optimizer="sgd",
+            progress=False, device="cpu")
+    assert not math.isfinite(h["step_loss"][-1]) and all(math.isfinite(v) for v in h["step_loss"][:-1])
+    assert h["epoch"] == [1] and math.isnan(h["train_loss"][0]) and math.isnan(h["train_acc"][0])
+
+
+def test_frozen_model_is_refused():
+    model = nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(model, _blobs(10), progress=False, device="cpu")
+
+
 def test_divergence_is_reported():
     x, y = _blobs(40)
     h = fit(nn.Linear(2, 2), (x * 1e30, y), (x, y), epochs=3, lr=1e30, batch_size=10, optimizer="sgd",

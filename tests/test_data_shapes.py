@@ -1,17 +1,12 @@
-"""ShapesDataset ground truth, determinism and photos; the offline behaviour of the CIFAR-10 loader."""
+"""course_lib.data.shapes: ShapesDataset ground truth (masks, tight boxes, colours), determinism, bad arguments."""
 
 import numpy as np
 import pytest
 import torch
 
-from course_lib import data
-from course_lib.boxes import mask_to_box
 from course_lib.data import (
-    PHOTO_NAMES,
     SHAPE_CLASSES,
-    DataUnavailableError,
     ShapesDataset,
-    load_photo,
 )
 
 
@@ -36,13 +31,6 @@ def test_box_is_the_tight_box_of_the_mask(shapes):
         x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
         expected = [(x1 + x2) / 2 / 64, (y1 + y2) / 2 / 64, (y2 - y1) / 64, (x2 - x1) / 64]
         torch.testing.assert_close(shapes.boxes[i], torch.tensor(expected, dtype=torch.float32))
-
-
-def test_mask_to_box_hand_case():
-    m = torch.zeros(1, 10, 20, dtype=torch.bool)
-    m[0, 2:6, 4:14] = True  # rows 2..5, cols 4..13
-    torch.testing.assert_close(mask_to_box(m), torch.tensor([[9 / 20, 4 / 10, 4 / 10, 10 / 20]]))
-    assert mask_to_box(torch.zeros(1, 4, 4, dtype=torch.bool)).abs().sum() == 0
 
 
 def test_object_pixels_carry_the_object_colour(shapes):
@@ -101,31 +89,3 @@ def test_dataloader_batches(shapes):
 def test_shapes_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         ShapesDataset(**kwargs)
-
-
-@pytest.mark.parametrize("name", PHOTO_NAMES)
-def test_photos_ship_with_packages(name):
-    img = load_photo(name)
-    assert img.ndim == 3 and img.shape[0] == 3 and img.shape[1] > 100
-    assert 0 <= float(img.min()) and float(img.max()) <= 1 and float(img.std()) > 0.05
-
-
-def test_photo_resize_and_unknown_name():
-    assert load_photo("astronaut", size=32).shape == (3, 32, 32)
-    with pytest.raises(ValueError, match="name must be one of"):
-        load_photo("lena")
-
-
-def test_photo_matches_skimage():
-    import skimage.data
-
-    ref = torch.from_numpy(skimage.data.chelsea()).permute(2, 0, 1).float() / 255
-    torch.testing.assert_close(load_photo("chelsea"), ref)
-
-
-def test_cifar10_offline_error_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(data.availability, "network_available", lambda *a, **k: False)
-    with pytest.raises(DataUnavailableError, match="ShapesDataset"):
-        data.load_cifar10(tmp_path, download=True)
-    with pytest.raises(DataUnavailableError, match="could not be loaded"):
-        data.load_cifar10(tmp_path, download=False)

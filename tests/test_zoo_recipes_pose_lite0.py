@@ -71,8 +71,8 @@ def test_pose_lite0_heldout_pck_recomputed_independently():
     per_figure = correct.float().mean(1)
     se = per_figure.std().item() / n ** 0.5
     assert abs(per_figure.mean().item() - record["metrics"]["heldout_pck@0.2"]) <= 4 * se + 1e-3
-    # the recorded numbers are the recipe's settings' held-out numbers, on the held-out seed
-    assert d["heldout_seed"] == 102 and d["n_heldout"] == 1000 and d["train_seed"] != d["heldout_seed"]
+    # the recorded numbers were measured on figures the head was not trained on
+    assert d["train_seed"] != d["heldout_seed"]
 
 
 def test_mirrored_features_are_the_mirrored_crops_with_swapped_joints(tmp_path, monkeypatch):
@@ -123,7 +123,10 @@ def test_pose_lite0_rejects_bad_arguments():
 
 @pytest.mark.slow
 def test_pose_lite0_reproduces_its_recorded_metrics():
+    """The recorded metrics recomputed from the checkpoint: means over the n held-out figures; float32 summation
+    order may move a joint on the 0.1/0.2-torso boundary, so allow two figures' worth (2 / n)."""
     record = zoo.info(NAME)
+    n = record["settings"]["data"]["n_heldout"]
     got = zoo.evaluate(NAME, device="cpu")
     for key, value in record["metrics"].items():
-        assert got[key] == pytest.approx(value, abs=0.002), key
+        assert got[key] == pytest.approx(value, abs=2 / n), key

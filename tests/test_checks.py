@@ -1,4 +1,4 @@
-"""The shared input checks, device helpers and plotting helpers."""
+"""course_lib._checks: the shared input checks name the argument and say what they expected."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,6 @@ import torch
 from torch import nn
 
 from course_lib import _checks as C
-from course_lib.device import get_device, seed_everything
-from course_lib.plotting import draw_box, image_grid, overlay, show_images
 
 
 def test_check_tensor_messages_name_the_argument():
@@ -49,49 +47,6 @@ def test_resolve_layer_and_targets():
         C.check_targets(torch.tensor([0, 1]), 3, 5, torch.device("cpu"))
     with pytest.raises(TypeError, match="integers"):
         C.check_targets(torch.tensor([0.5, 1.0, 2.0]), 3, 5, torch.device("cpu"))
-
-
-def test_get_device_and_seed(monkeypatch):
-    assert get_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    monkeypatch.delenv("COURSE_DEVICE", raising=False)
-    assert get_device().type == expected
-    with pytest.raises(ValueError, match="prefer must be"):
-        get_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="cuda"):
-            get_device("cuda")
-    g1 = seed_everything(5)
-    a = torch.rand(3, generator=g1), torch.rand(3), np.random.rand()
-    g2 = seed_everything(5)
-    b = torch.rand(3, generator=g2), torch.rand(3), np.random.rand()
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2]
-    with pytest.raises(ValueError, match="seed must be >= 0"):
-        seed_everything(-1)
-
-
-def test_overlay_blends_and_normalizes():
-    img = torch.zeros(3, 4, 4)
-    sal = torch.zeros(2, 2)
-    sal[0, 0] = 5.0
-    out = overlay(img, sal, alpha=1.0, cmap="gray")
-    assert out.shape == (4, 4, 3)
-    assert out.max() == pytest.approx(1.0) and out.min() == pytest.approx(0.0)
-    const = overlay(torch.ones(3, 4, 4), torch.full((4, 4), 3.0), alpha=0.0)
-    np.testing.assert_allclose(const, 1.0)  # alpha 0: the image itself, never NaN
-    with pytest.raises(ValueError, match="alpha must be in"):
-        overlay(img, sal, alpha=2)
-
-
-def test_grids_and_boxes():
-    grid = image_grid(torch.rand(6, 3, 8, 8), nrow=3, padding=1)
-    assert grid.shape == (2 * 9 + 1, 3 * 9 + 1, 3)
-    fig = show_images([torch.rand(3, 8, 8), torch.rand(8, 8)], titles=["a", "b"])
-    draw_box(fig.axes[0], torch.tensor([0.5, 0.5, 0.5, 0.25]), 8)
-    patch = fig.axes[0].patches[0]
-    assert patch.get_width() == pytest.approx(2.0) and patch.get_height() == pytest.approx(4.0)
-    with pytest.raises(ValueError, match="4 numbers"):
-        draw_box(fig.axes[0], torch.zeros(3), 8)
 
 
 def test_check_same_device_names_both_devices():

@@ -1,4 +1,4 @@
-"""The helpers of chapter 2-5 studies: data and models built as their docstrings say (values from sklearn/torch)."""
+"""course_lib.studies.bn_training: data and models built as their docstrings say (values from sklearn/torch)."""
 
 from __future__ import annotations
 
