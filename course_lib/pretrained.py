@@ -105,7 +105,7 @@ class Normalize(nn.Module):
     def __init__(self, mean: tuple[float, ...] = (127 / 255,) * 3, std: tuple[float, ...] = (128 / 255,) * 3):
         super().__init__()
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        self.check_range = True  # switched off inside course_lib._checks.allow_out_of_range(model)
+        self.check_range = True  # switched off inside course_lib._state.allow_out_of_range(model)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         images = check_images(images, "images", value_range=self.check_range, tolerance=INPUT_TOLERANCE)
