@@ -522,3 +522,39 @@ def test_tripwire_in_the_jail_reports_and_refuses_nothing(tmp_path):
         from course_lib.grading._sandbox import config
 
         config([], [], "log", mode="warn")
+
+
+UNDER_TMP_SCRIPT = r'''
+import json, subprocess, sys, tempfile
+from course_lib.grading import _bwrap
+work, ipc = tempfile.mkdtemp(dir="/tmp"), tempfile.mkdtemp(dir="/tmp")
+probe = "import json, sys, course_lib; print(json.dumps([sys.prefix, course_lib.__file__]))"
+cmd = _bwrap.kernel_command([sys.executable, "-c", probe], work, ipc, _bwrap.Limits(cpu_seconds=60), [], None,
+                            _bwrap.unit_uid("under-tmp"), {})
+done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=120)
+print(json.dumps({"rc": done.returncode, "out": done.stdout, "err": done.stderr[-2000:]}))
+'''
+
+
+@needs_bwrap
+def test_a_course_and_a_python_environment_under_tmp_can_be_graded():
+    """The jail's private /tmp hides the real one: a virtual environment and a checkout of course_lib living
+    under /tmp are bound again on top of it, so the kernel starts (read-only, like the rest)."""
+    import course_lib
+
+    root = Path(tempfile.mkdtemp(prefix="cg-under-tmp-", dir="/tmp"))
+    try:
+        root.chmod(0o755)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True, timeout=120)
+        shutil.copytree(Path(course_lib.__file__).parent, root / "checkout" / "course_lib",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        python = root / "venv" / "bin" / "python"
+        done = subprocess.run([str(python), "-c", UNDER_TMP_SCRIPT], capture_output=True, text=True, timeout=180, cwd=root,
+                              env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(root / "checkout")})
+        assert done.returncode == 0, done.stderr
+        kernel = json.loads(done.stdout.strip().splitlines()[-1])
+        assert kernel["rc"] == 0, kernel["err"] + kernel["out"]
+        prefix, package = json.loads(kernel["out"].strip().splitlines()[-1])
+        assert prefix == str(root / "venv") and package == str(root / "checkout" / "course_lib" / "__init__.py")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
