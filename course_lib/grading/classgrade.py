@@ -326,7 +326,7 @@ def _prepare(submissions, assignment: str, settings: GradingSettings, executor, 
     if not assignment or "/" in assignment:
         raise ValueError(f"assignment must be a folder name such as '02_batch_normalization', got {assignment!r}")
     if executor is not None and settings.scheduler is not None:
-        raise ValueError("give executor or settings.scheduler, not both")
+        raise ValueError("give executor or scheduler, not both")
     if executor is not None and not isinstance(executor, cf.Executor):
         raise TypeError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
     if template is not None and not isinstance(template, bytes):
