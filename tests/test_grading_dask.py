@@ -478,8 +478,6 @@ def test_the_task_runs_outside_a_worker_too(template, tmp_path):
     assert result.status == "ungradable" and result.worker == socket.gethostname()
 
 
-
-
 def test_dask_preflight_names_a_worker_without_bubblewrap(monkeypatch):
     from course_lib.grading import _dask
 
