@@ -11,7 +11,9 @@ without hidden tests, and returns a :class:`SubmissionResult`. The caller saves 
 assignment's journal (``<assignment>_graded.jsonl``), so an interrupted batch resumes where it stopped; at
 the end it writes a scores CSV and a summary of every submission that did not grade cleanly.
 
-This module collects the submissions and runs the batch; the parts live in modules of their own, and their
+How a class is graded is one frozen :class:`GradingSettings` (paths, workers or cluster, limits), checked when
+it is made. This module collects the submissions and runs the batch, phase by phase (:func:`_prepare`,
+:func:`_schedule`, :func:`_collect`, :func:`_save`, :func:`_finish`); the parts live in modules of their own, and their
 names are importable from here too: the jobs and verdicts (:mod:`._results`), one grading unit
 (:mod:`._unit`), its child processes (:mod:`._processes`), the journal (:mod:`._journal`) and the files and
 gradebook a verdict is saved in (:mod:`._gradebook`).
