@@ -27,20 +27,26 @@ import distributed
 import psutil
 import pytest
 
-from course_lib.grading import _dask, grade_class
+from course_lib.grading import _bwrap, _dask, grade_class
 from course_lib.grading.__main__ import main as cli
 from course_lib.grading.classgrade import UNIT_ENV, GradingJob, _Journal
-from tests.test_grading import (
+from tests.helpers.grading import (
     CELL_TIMEOUT,
     CORPUS,
     EXPECTED,
+    HOSTILE_EXPECTED,
     NAME,
+    REPO,
+    check_hostile_verdict,
+    check_no_secret_escaped,
     corpus_graded_locally,
     corpus_template,
+    grade_hostile,
+    hostile_course,
+    hostile_graded_locally,
     require_sandbox,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 SOURCE = CORPUS / "source"
 KIND_SCORE = {k: v.score for k, v in EXPECTED.items()}
 
@@ -153,8 +159,6 @@ def dask_course(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def dask_hostile(tmp_path_factory):
     """The hostile class's course folder for the cluster (its targets go into the workers' environment)."""
-    from tests.test_grading_sandbox import hostile_course
-
     ns = hostile_course(tmp_path_factory.mktemp("dask_hostile"))
     yield ns
     ns.server.close()
@@ -200,8 +204,6 @@ def dask_graded(cluster, dask_course, template):
 # ------------------------------------------------------------------------------------- the hostile class
 @pytest.fixture(scope="module")
 def dask_hostile_graded(cluster, dask_hostile, template):
-    from tests.test_grading_sandbox import grade_hostile
-
     before = cluster.client.run(os.getpid)
     run = grade_hostile(dask_hostile, template, scheduler=cluster.client)
     run.pids_before, run.pids_after = before, cluster.client.run(os.getpid)
@@ -210,13 +212,6 @@ def dask_hostile_graded(cluster, dask_hostile, template):
 
 @pytest.mark.slow
 def test_dask_grades_the_hostile_class_like_the_local_pool(dask_hostile_graded, tmp_path_factory):
-    from tests.test_grading_sandbox import (
-        HOSTILE_EXPECTED,
-        check_hostile_verdict,
-        check_no_secret_escaped,
-        hostile_graded_locally,
-    )
-
     local = hostile_graded_locally(tmp_path_factory)
     assert sorted(dask_hostile_graded.results) == sorted(local.results) == sorted(HOSTILE_EXPECTED)
     for kind in HOSTILE_EXPECTED:
@@ -481,3 +476,17 @@ def test_the_task_runs_outside_a_worker_too(template, tmp_path):
     job = GradingJob("ann", NAME, f"{NAME}.ipynb", b"", template, scratch=str(tmp_path))
     result = _dask.run_unit(job)
     assert result.status == "ungradable" and result.worker == socket.gethostname()
+
+
+def test_dask_preflight_names_a_worker_without_bubblewrap(monkeypatch):
+    from course_lib.grading import _dask
+
+    mine = {"course-lib": "1", "nbgrader": "0.9.6", "python": "3.11", "python3 kernel": True, "bubblewrap": None}
+    monkeypatch.setattr(_dask, "worker_environment", lambda: dict(mine))
+    answers = {"tcp://a:1": dict(mine), "tcp://b:2": {**mine, "bubblewrap": _bwrap.INSTALL}}
+    client = types.SimpleNamespace(run=lambda fn, on_error: {k: dict(v) for k, v in answers.items()})
+    with pytest.raises(RuntimeError, match=r"tcp://b:2: bubblewrap is not installed") as info:
+        _dask.probe(client)
+    assert "tcp://a:1" not in str(info.value)
+    assert _dask.probe(client, sandbox=False) == []  # --no-sandbox: the workers need no bubblewrap
+

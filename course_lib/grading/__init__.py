@@ -9,7 +9,8 @@ Two entry points, each also a command (``python -m course_lib.grading --help``):
   itself; it returns at once where it must not recurse (``COURSE_SELF_CHECK=0``, which it sets for its own
   kernel and which ``make test`` and class grading set too, or under nbgrader).
 * :func:`grade_class` (``python -m course_lib.grading class SUBMISSIONS --assignment NAME --workers N``): the
-  instructor's batch. Every submission is autograded by nbgrader in its own process against its own
+  instructor's batch, configured by a :class:`GradingSettings` (course folder, workers or cluster, time and
+  resource limits). Every submission is autograded by nbgrader in its own process against its own
   temporary gradebook, its kernel jailed by bubblewrap (no network, only its own files, limits on time, CPU,
   memory, processes, disk and output; ``--no-sandbox`` to do without); results are merged into the course's
   gradebook, with a scores CSV, per-student feedback HTML without hidden tests, a progress bar, and a
@@ -26,7 +27,7 @@ nbformat nor nbgrader, so the self-check cell costs nothing where it is skipped.
 
 from .selfcheck import SELF_CHECK_ENV, CellResult, SelfCheckReport, check_notebook, self_check
 
-_LAZY = {"ClassReport", "GradingInterrupted", "GradingJob", "Limits", "SubmissionResult", "grade_class",
+_LAZY = {"ClassReport", "GradingInterrupted", "GradingJob", "GradingSettings", "Limits", "SubmissionResult", "grade_class",
          "grade_submission"}
 
 __all__ = ["SELF_CHECK_ENV", "CellResult", "SelfCheckReport", "check_notebook", "self_check", *sorted(_LAZY)]

@@ -72,23 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         print(report.format())
         return report.exit_code
 
-    from .classgrade import GradingInterrupted, Limits, grade_class, result_dict
+    from .classgrade import GradingInterrupted, grade_class, result_dict
 
     try:
-        from .classgrade import default_cpu_seconds
-
-        cpu = args.cpu_time if args.cpu_time is not None else default_cpu_seconds(args.timeout)
-        for value, label in ((cpu, "--cpu-time"), (args.memory, "--memory"), (args.processes, "--processes"),
-                             (args.disk, "--disk"), (args.max_cell_output, "--max-cell-output")):
-            if value < 1:
-                raise ValueError(f"{label} must be a positive number, got {value}")
-        limits = Limits(cpu_seconds=cpu, memory_bytes=args.memory << 20, processes=args.processes,
-                        disk_bytes=args.disk << 20, cell_output_chars=args.max_cell_output)
-        report = grade_class(args.submissions, args.assignment, course=args.course, source=args.source,
-                             gradebook=args.gradebook, workers=args.workers, scheduler=args.scheduler,
-                             timeout=args.timeout, cell_timeout=args.cell_timeout, max_output_chars=args.max_output,
-                             restore_missing=not args.no_restore, progress=not args.quiet, regrade=args.regrade,
-                             connect_timeout=args.connect_timeout, sandbox=not args.no_sandbox, limits=limits)
+        report = grade_class(args.submissions, args.assignment, settings_from(args))
     except (OSError, ValueError, TypeError, ImportError, RuntimeError) as exc:  # OSError: ConnectionError, files
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -100,6 +87,24 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as fh:
             json.dump([result_dict(r) for r in report.results], fh, indent=1, default=str)
     return 0 if not report.unclean and not report.warnings else 1
+
+
+def settings_from(args: argparse.Namespace):
+    """The :class:`~course_lib.grading.GradingSettings` of the ``class`` command's arguments."""
+    from .classgrade import GradingSettings, Limits, default_cpu_seconds
+
+    cpu = args.cpu_time if args.cpu_time is not None else default_cpu_seconds(args.timeout)
+    for value, label in ((cpu, "--cpu-time"), (args.memory, "--memory"), (args.processes, "--processes"),
+                         (args.disk, "--disk"), (args.max_cell_output, "--max-cell-output")):
+        if value < 1:
+            raise ValueError(f"{label} must be a positive number, got {value}")
+    limits = Limits(cpu_seconds=cpu, memory_bytes=args.memory << 20, processes=args.processes,
+                    disk_bytes=args.disk << 20, cell_output_chars=args.max_cell_output)
+    return GradingSettings(course=args.course, source=args.source, gradebook=args.gradebook, workers=args.workers,
+                           scheduler=args.scheduler, connect_timeout=args.connect_timeout, timeout=args.timeout,
+                           cell_timeout=args.cell_timeout, max_output_chars=args.max_output,
+                           restore_missing=not args.no_restore, sandbox=not args.no_sandbox, limits=limits,
+                           regrade=args.regrade, progress=not args.quiet)
 
 
 if __name__ == "__main__":

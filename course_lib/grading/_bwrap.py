@@ -9,7 +9,8 @@ Each kernel that runs a student's notebook during class grading starts as ``bwra
   installation and the environment's ``site-packages``, and the ``course_lib`` package are bound read-only.
   Nothing else exists there: not the course folder (source with solutions and hidden tests, gradebook,
   ``submitted/``, ``autograded/``, ``feedback/``), not the grader's scratch folders of other units, not the home
-  folder, not the rest of the repository holding ``course_lib``;
+  folder, not the rest of the repository holding ``course_lib``. A Python environment or ``course_lib`` living
+  under ``/tmp`` is bound again on top of the kernel's private ``/tmp``, so a course kept there can be graded;
 * writable: its working folder (the autograded notebook's folder, a size-limited ``tmpfs`` holding a read-only
   copy of the files nbgrader put there), a private ``/tmp`` and ``/dev/shm`` (size-limited ``tmpfs``); all vanish with
   the kernel, and the grader never reads them. The kernel talks to nbgrader over Unix sockets in one folder of its
@@ -198,6 +199,9 @@ def kernel_command(command: list[str], cwd: str, ipc_dir: str, limits: Limits, h
         args += ["--ro-bind", path, path]
     size = [] if not limits.disk_bytes else ["--size", str(int(limits.disk_bytes))]
     args += ["--perms", "1777", *size, "--tmpfs", "/tmp"]
+    # the private /tmp covers whatever lived under the real one: a virtual environment or a checkout of the
+    # course there is bound again on top of it (read-only), else the kernel cannot start
+    args += [a for path in [*readable, package] if _inside(path, "/tmp") for a in ("--ro-bind", path, path)]
     # POSIX semaphores and shared memory (multiprocessing, joblib: without them joblib warns on stderr, and
     # nbgrader scores a test cell that wrote to stderr 0)
     args += ["--perms", "1777", *size, "--tmpfs", "/dev/shm"]

@@ -75,101 +75,122 @@ def install(settings: dict | str | None = None) -> bool:
         if not settings.strip():
             return False
         settings = json.loads(settings)
-    report_only = settings.get("mode", "refuse") == "report"
-    allow = tuple(_real(p) for p in [*settings["allow_write"], os.devnull])
-    deny = tuple(_real(p) for p in settings["deny"])
-    log_fd = os.open(settings["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    busy = [False]
-    import ctypes.util
+    sys.addaudithook(Tripwire(settings))
+    return True
 
-    # ctypes.util.find_library (used by libraries at import) runs ldconfig/gcc/ld/objdump to locate shared
-    # libraries: allowed when the call comes from the genuine functions of that module, captured now.
+
+def _genuine_lookup_code() -> frozenset:
+    """The code objects of ``ctypes.util`` and ``platform``, captured before student code runs:
+    ``ctypes.util.find_library`` (used by libraries at import) runs ldconfig/gcc/ld/objdump to locate shared
+    libraries, and ``platform`` runs ``uname -p``; both are allowed when the call comes from these functions."""
+    import ctypes.util
     import platform
     import types
 
-    genuine = frozenset(f.__code__ for m in (ctypes.util, platform) for f in vars(m).values()
-                        if isinstance(f, types.FunctionType) and f.__module__ == m.__name__)
+    return frozenset(f.__code__ for m in (ctypes.util, platform) for f in vars(m).values()
+                     if isinstance(f, types.FunctionType) and f.__module__ == m.__name__)
 
-    def refuse(what: str) -> None:
+
+class Tripwire:
+    """The audit hook: one method per kind of event (opening a file, listing a folder, connecting sqlite3,
+    changing the file system, starting a program), each deciding whether the event touches a protected path
+    (``deny``, unless inside ``allow_write``) and, in ``refuse`` mode, whether it writes outside the kernel's own
+    folders. A reported event is logged (and, in ``refuse`` mode, raises ``PermissionError``). While the hook
+    handles an event it ignores the events its own work raises."""
+
+    def __init__(self, settings: dict):
+        self.report_only = settings.get("mode", "refuse") == "report"
+        self.allow = tuple(_real(p) for p in [*settings["allow_write"], os.devnull])
+        self.deny = tuple(_real(p) for p in settings["deny"])
+        self.log_fd = os.open(settings["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.genuine = _genuine_lookup_code()
+        self.busy = False
+        self.handlers = {"open": self.on_open, "os.listdir": self.on_listing, "os.scandir": self.on_listing,
+                         "sqlite3.connect": self.on_sqlite, **dict.fromkeys(_MUTATING, self.on_mutating)}
+        if not self.report_only:
+            self.handlers.update(dict.fromkeys(_SPAWN, self.on_spawn))
+
+    def __call__(self, event: str, args: tuple) -> None:
+        handler = self.handlers.get(event)
+        if handler is None or self.busy:
+            return
+        self.busy = True
         try:
-            os.write(log_fd, (json.dumps({"blocked": what}) + "\n").encode())
+            handler(event, args)
+        finally:
+            self.busy = False
+
+    # ---------------------------------------------------------------------------------------- the decisions
+    def refuse(self, what: str) -> None:
+        try:
+            os.write(self.log_fd, (json.dumps({"blocked": what}) + "\n").encode())
         except OSError:
             pass
-        if not report_only:
+        if not self.report_only:
             raise PermissionError(f"course grading sandbox: {what} is not allowed")
 
-    def resolve(path, dir_fd) -> str | None:
-        if isinstance(path, int):
-            return None
-        path = os.fsdecode(os.fspath(path))
-        if not os.path.isabs(path) and isinstance(dir_fd, int) and dir_fd >= 0:
-            try:
-                path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
-            except OSError:
-                return "<unresolvable>"
-        return _real(path)
+    def forbidden(self, target: str) -> bool:
+        """A change of ``target`` that is reported: outside the kernel's own folders, and (in ``report`` mode)
+        inside a protected path."""
+        return not _inside(target, self.allow) and (not self.report_only or _inside(target, self.deny))
 
-    def hook(event: str, args: tuple) -> None:
-        if busy[0]:
+    # ---------------------------------------------------------------------------------------- one per event
+    def on_open(self, event: str, args: tuple) -> None:
+        path, mode, flags = (tuple(args) + (None, None))[:3]
+        target = _resolve(path, None)
+        if target is None:
             return
-        if event == "open":
-            path, mode, flags = (tuple(args) + (None, None))[:3]
-            target = resolve(path, None)
-            if target is None:
-                return
-            if isinstance(mode, str):
-                writing = any(ch in mode for ch in "wax+")
-            else:
-                writing = isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
-            busy[0] = True
-            try:
-                own = _inside(target, allow)
-                if _inside(target, deny) and not own:
-                    refuse(f"{'writing' if writing else 'reading'} {target}")
-                if writing and not own and not report_only:
-                    refuse(f"writing {target}")
-            finally:
-                busy[0] = False
-        elif event in ("os.listdir", "os.scandir") and args and args[0] is not None:
-            target = resolve(args[0], None)
-            if target is not None and _inside(target, deny) and not _inside(target, allow):
-                busy[0] = True
-                try:
-                    refuse(f"listing {target}")
-                finally:
-                    busy[0] = False
-        elif event == "sqlite3.connect":
-            target = str(args[0]) if args else ""
-            if target and target != ":memory:" and not target.startswith("file::memory"):
-                busy[0] = True
-                try:
-                    real = resolve(target.removeprefix("file:").split("?")[0], None)
-                    if real is not None and not _inside(real, allow) and (not report_only or _inside(real, deny)):
-                        refuse(f"opening the database {real}")
-                finally:
-                    busy[0] = False
-        elif event in _MUTATING:
-            busy[0] = True
-            try:
-                for path_at, fd_at in _MUTATING[event]:
-                    if path_at >= len(args):
-                        continue
-                    dir_fd = args[fd_at] if fd_at is not None and fd_at < len(args) else None
-                    target = resolve(args[path_at], dir_fd)
-                    if target is not None and not _inside(target, allow) and (not report_only or _inside(target, deny)):
-                        refuse(f"{event} on {target}")
-            finally:
-                busy[0] = False
-        elif event in _SPAWN and not report_only:
-            busy[0] = True
-            try:
-                if not _library_lookup(event, args, genuine):
-                    refuse(f"starting a program ({event}: {str(args[0] if args else '')[:120]})")
-            finally:
-                busy[0] = False
+        if isinstance(mode, str):
+            writing = any(ch in mode for ch in "wax+")
+        else:
+            writing = isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
+        own = _inside(target, self.allow)
+        if _inside(target, self.deny) and not own:
+            self.refuse(f"{'writing' if writing else 'reading'} {target}")
+        if writing and not own and not self.report_only:
+            self.refuse(f"writing {target}")
 
-    sys.addaudithook(hook)
-    return True
+    def on_listing(self, event: str, args: tuple) -> None:
+        if not args or args[0] is None:
+            return
+        target = _resolve(args[0], None)
+        if target is not None and _inside(target, self.deny) and not _inside(target, self.allow):
+            self.refuse(f"listing {target}")
+
+    def on_sqlite(self, event: str, args: tuple) -> None:
+        target = str(args[0]) if args else ""
+        if not target or target == ":memory:" or target.startswith("file::memory"):
+            return
+        real = _resolve(target.removeprefix("file:").split("?")[0], None)
+        if real is not None and self.forbidden(real):
+            self.refuse(f"opening the database {real}")
+
+    def on_mutating(self, event: str, args: tuple) -> None:
+        for path_at, fd_at in _MUTATING[event]:
+            if path_at >= len(args):
+                continue
+            dir_fd = args[fd_at] if fd_at is not None and fd_at < len(args) else None
+            target = _resolve(args[path_at], dir_fd)
+            if target is not None and self.forbidden(target):
+                self.refuse(f"{event} on {target}")
+
+    def on_spawn(self, event: str, args: tuple) -> None:
+        if not _library_lookup(event, args, self.genuine):
+            self.refuse(f"starting a program ({event}: {str(args[0] if args else '')[:120]})")
+
+
+def _resolve(path, dir_fd) -> str | None:
+    """The real path an event's ``path`` argument (relative to ``dir_fd`` if given) names; ``None`` for a file
+    descriptor."""
+    if isinstance(path, int):
+        return None
+    path = os.fsdecode(os.fspath(path))
+    if not os.path.isabs(path) and isinstance(dir_fd, int) and dir_fd >= 0:
+        try:
+            path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+        except OSError:
+            return "<unresolvable>"
+    return _real(path)
 
 
 _LOOKUP_TOOLS = {"ldconfig", "gcc", "cc", "ld", "objdump", "dump", "uname"}

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 #: Environment variable that turns :func:`self_check` into a no-op. The self-check sets it for the kernel it
 #: starts (so the notebook's own self-check cell does not recurse); class grading and ``make test`` set it too.
 SELF_CHECK_ENV = "COURSE_SELF_CHECK"
-REPO = Path(__file__).resolve().parents[2]
+#: Where the released copy of ``NAME.ipynb`` is looked for, in the notebook's folder and every folder above it:
+#: the course repository's ``exercises/`` and nbgrader's ``release/``.
+RELEASE_FOLDERS = ("exercises", "release")
 
 
 @dataclass
@@ -135,8 +137,9 @@ def self_check(notebook: str | os.PathLike = "", *, release: str | os.PathLike |
     Args:
         notebook: the ``.ipynb`` to check, relative to the working directory (the notebook's folder in
             Jupyter). In Colab, where the notebook is not a file, the open notebook is checked.
-        release: the released (student) version to compare with; by default ``exercises/NAME/NAME.ipynb``
-            of the course repository when it exists, else the checksums nbgrader stored in the notebook.
+        release: the released (student) version to compare with; by default the nearest
+            ``exercises/NAME/NAME.ipynb`` or ``release/NAME/NAME.ipynb`` in the notebook's folder or above it
+            (see :func:`find_release`), else the checksums nbgrader stored in the notebook (and a note says so).
         timeout: seconds for the whole run; cells left when it runs out are reported as not run.
         cell_timeout: seconds for any one cell.
         kernel_name: the Jupyter kernel to start.
@@ -266,16 +269,34 @@ def _reference(notebook, name: str, release, report: SelfCheckReport) -> Noteboo
             raise FileNotFoundError(f"release {str(release)!r} does not exist")
         return nbt.read_notebook(path.read_bytes())
     stem = Path(name).stem
-    candidate = REPO / "exercises" / stem / f"{stem}.ipynb"
-    if not candidate.is_file():
+    here = Path(notebook).resolve() if str(notebook) and Path(notebook).is_file() else None
+    candidate = find_release(stem, here.parent if here is not None else Path.cwd())
+    if candidate is None:
+        report.notes.append(f"no released copy of {stem}.ipynb was found ({' or '.join(RELEASE_FOLDERS)}/{stem}/ in "
+                            f"this folder or one above it): the test cells were checked against the checksums "
+                            f"stored in the notebook; pass release=PATH to compare with the released exercise")
         return None
-    if str(notebook) and Path(notebook).is_file() and Path(notebook).resolve() == candidate.resolve():
+    if here is not None and here == candidate.resolve():
         return None  # checking the committed release in place: it cannot be its own reference
     try:
         return nbt.read_notebook(candidate.read_bytes())
     except nbt.NotebookProblem:
         report.notes.append(f"ignored an unreadable release {candidate}")
         return None
+
+
+def find_release(stem: str, start: Path) -> Path | None:
+    """The released ``<stem>.ipynb`` for a notebook in folder ``start``: ``exercises/<stem>/<stem>.ipynb`` or
+    ``release/<stem>/<stem>.ipynb`` in ``start`` or the nearest folder above it that has one (a clone of the
+    course, an nbgrader course folder); ``None`` when there is none. It never looks where ``course_lib`` is
+    installed, so a pip-installed package (Colab) finds the release next to the notebook, or nothing."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        for kind in RELEASE_FOLDERS:
+            candidate = folder / kind / stem / f"{stem}.ipynb"
+            if candidate.is_file():
+                return candidate
+    return None
 
 
 def _prepare(nb: NotebookNode, reference: NotebookNode | None, report: SelfCheckReport):

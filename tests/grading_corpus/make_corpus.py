@@ -1,5 +1,5 @@
 """Build the grading corpus: a small numpy assignment and the broken and hostile submissions graded by
-``tests/test_grading.py``.
+``tests/test_grading_classgrade.py`` (expected verdicts: ``tests/helpers/grading.py``).
 
     .venv/bin/python tests/grading_corpus/make_corpus.py
 
