@@ -466,7 +466,7 @@ def test_ascent_raises_units_five_fold_on_the_zoo_model():
     with torch.no_grad():
         start = model.features(init)[0, :, 8, 8]
     channels = start.argsort(descending=True)[:4].tolist()  # the most active units: the hardest to multiply
-    kwargs = dict(steps=40, layer="features", position=(8, 8), init=init, seed=0, progress=False)
+    kwargs = dict(steps=40, target_layer="features", position=(8, 8), init=init, seed=0, progress=False)
     res = activation_maximization(model, channels, **kwargs)
     assert_close(res.start_activation, start[channels])
     assert bool((start[channels] > 0).all())
@@ -496,12 +496,12 @@ def test_ascent_raises_class_scores_and_regularizers_act():
 
 def test_ascent_for_a_unit_leaves_the_model_as_it_was():
     model = SmallCNN().train()
-    res = activation_maximization(model, 3, steps=5, layer="features.9", position=(4, 5), progress=False)
+    res = activation_maximization(model, 3, steps=5, target_layer="features.9", position=(4, 5), progress=False)
     assert res.images.shape == (1, 3, 64, 64) and res.history.shape == (5, 1)
     assert bool((res.images >= 0).all() and (res.images <= 1).all())
     assert all(m.training for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
-    other = activation_maximization(model, 3, steps=5, layer="features.9", position=(4, 5), seed=1, progress=False)
+    other = activation_maximization(model, 3, steps=5, target_layer="features.9", position=(4, 5), seed=1, progress=False)
     assert not torch.equal(res.images, other.images)
 
 
@@ -510,7 +510,7 @@ def test_per_target_weights_equal_separate_runs():
     # amount that depends on the CPU's kernels; in float64 the same drift is ~1e-13, so 1e-9 tests the logic.
     model = SmallCNN().double().eval()
     init = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    kwargs = dict(steps=4, lr=0.05, layer="features", progress=False)
+    kwargs = dict(steps=4, lr=0.05, target_layer="features", progress=False)
     both = activation_maximization(model, [3, 3], l2=[0.0, 0.01], tv=[0.02, 0.0], init=init, **kwargs)
     first = activation_maximization(model, 3, l2=0.0, tv=0.02, init=init[:1], **kwargs)
     second = activation_maximization(model, 3, l2=0.01, tv=0.0, init=init[1:], **kwargs)
@@ -525,14 +525,14 @@ def test_per_target_weights_equal_separate_runs():
 def test_ascent_bad_input():
     model = SmallCNN()
     with pytest.raises(ValueError, match="not a layer of the model"):
-        activation_maximization(model, 0, steps=1, layer="features.99", progress=False)
-    with pytest.raises(ValueError, match=r"target must be in \[0, 64\)"):
-        activation_maximization(model, 64, steps=1, layer="features", progress=False)
-    with pytest.raises(ValueError, match=r"target must be in \[0, 5\) \(the output has 5 classes\)"):
+        activation_maximization(model, 0, steps=1, target_layer="features.99", progress=False)
+    with pytest.raises(ValueError, match=r"targets must be in \[0, 64\)"):
+        activation_maximization(model, 64, steps=1, target_layer="features", progress=False)
+    with pytest.raises(ValueError, match=r"targets must be in \[0, 5\) \(the output has 5 classes\)"):
         activation_maximization(model, 5, steps=1, progress=False)
     with pytest.raises(ValueError, match=r"position\[0\] must be <= 15"):
-        activation_maximization(model, 0, steps=1, layer="features", position=(16, 0), progress=False)
-    with pytest.raises(ValueError, match="position needs a layer"):
+        activation_maximization(model, 0, steps=1, target_layer="features", position=(16, 0), progress=False)
+    with pytest.raises(ValueError, match="position needs a target_layer"):
         activation_maximization(model, 0, steps=1, position=(1, 1), progress=False)
     with pytest.raises(ValueError, match="init must have size 3 in dimension 1"):
         activation_maximization(model, 0, steps=1, init=torch.rand(1, 1, 64, 64), progress=False)
@@ -542,7 +542,7 @@ def test_ascent_bad_input():
         activation_maximization(model, 0, steps=0, progress=False)
     with pytest.raises(ValueError, match="optimizer must be one of"):
         activation_maximization(model, 0, steps=1, optimizer="lbfgs", progress=False)
-    with pytest.raises(TypeError, match="target must be an int"):
+    with pytest.raises(TypeError, match="targets must be an int"):
         activation_maximization(model, 1.5, steps=1, progress=False)
 
 
@@ -564,7 +564,7 @@ def test_top_patches_cpu_gpu_parity():
 @pytest.mark.cuda
 def test_activation_maximization_cpu_gpu_parity():
     model = SmallCNN().eval()
-    kwargs = dict(steps=3, lr=0.01, l2=0.01, tv=0.01, jitter=2, seed=0, layer="features", optimizer="sgd", progress=False)
+    kwargs = dict(steps=3, lr=0.01, l2=0.01, tv=0.01, jitter=2, seed=0, target_layer="features", optimizer="sgd", progress=False)
     cpu = activation_maximization(model, [1, 2], **kwargs)
     gpu = activation_maximization(copy.deepcopy(model).cuda(), [1, 2], **kwargs)
     assert gpu.images.device.type == "cuda"
