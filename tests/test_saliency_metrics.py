@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
 from course_lib.models import SmallCNN
@@ -20,21 +19,7 @@ from course_lib.saliency.metrics import (
     saliency_to_box,
 )
 from tests.helpers import assert_close
-
-
-class MeanModel(nn.Module):
-    """Softmax probability of class 0 = the mean of channel 0 over ``region`` (everything by default);
-    ``invert`` makes it one minus that mean."""
-
-    def __init__(self, region=(slice(None), slice(None)), invert: bool = False):
-        super().__init__()
-        self.region, self.invert = region, invert
-
-    def forward(self, x):
-        m = x[:, 0][(slice(None), *self.region)].mean((1, 2))
-        m = 1 - m if self.invert else m
-        m = m.double().clamp(1e-12, 1 - 1e-12)
-        return torch.stack([m.log(), (1 - m).log()], dim=1)
+from tests.helpers.models import MeanModel
 
 
 def half_image():
