@@ -32,7 +32,7 @@ def _sigmoid(z: float) -> float:
 # ---------------------------------------------------------------------- LayerCAM
 @pytest.mark.parametrize("target, want", [(0, A0), (1, torch.tensor([[3.0, 0.0], [0.0, 2.0]]))])
 def test_layercam_on_tiny_model_matches_hand_computation(target, want):
-    # dy^c/dA is the linear weight V^c (tests/test_saliency.py): class 0 keeps V^0 = 1 on A^0 and drops the
+    # dy^c/dA is the linear weight V^c (tests/helpers/models.py): class 0 keeps V^0 = 1 on A^0 and drops the
     # negative -2 on A^1, so the map is A^0; class 1 keeps 3 at A^0_00 = 1 and 2 at A^1_11 = 1.
     raw = LayerCAM(tiny_model(), "0")(X_TINY, target, upsample=False, normalize=False)
     assert_close(raw[0], want, atol=1e-6, rtol=0)
