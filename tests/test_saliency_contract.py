@@ -135,3 +135,29 @@ def test_explain_returns_the_call_maps_with_targets_and_scores_and_keeps_no_stat
     assert explainer.explain(x).targets.tolist() == expected_scores.argmax(1).tolist()
     with pytest.raises(dataclasses.FrozenInstanceError):  # a result cannot be edited after the fact
         out.maps = out.maps * 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_seed_and_progress_are_checked_for_every_explainer_that_takes_them(name):
+    model = SmallCNN(num_classes=5, width=8).eval()
+    params = inspect.signature(getattr(saliency, name)).parameters
+    if "progress" not in params and "seed" not in params:
+        pytest.skip(f"{name} takes neither seed nor progress")
+    if "progress" in params:
+        with pytest.raises(TypeError, match="progress must be True or False"):
+            make_with(name, model, progress=1)
+    if "seed" in params:
+        with pytest.raises(ValueError, match="seed must be"):
+            make_with(name, model, seed=-1)
+        with pytest.raises(TypeError, match="seed must be"):
+            make_with(name, model, seed=1.5)
+        generator = torch.Generator().manual_seed(0)
+        assert make_with(name, model, seed=generator).seed is generator  # a generator is kept as it is
+
+
+def make_with(name: str, model, **overrides):
+    cls = getattr(saliency, name)
+    kwargs = {**KWARGS.get(name, dict)(), **overrides}
+    if "target_layer" in inspect.signature(cls).parameters:
+        kwargs["target_layer"] = "features"
+    return cls(model, **kwargs)
