@@ -177,7 +177,7 @@ def test_identity_without_regularization_downsamples_back_to_gradcam():
 @pytest.mark.parametrize("optimizer", ["subgradient", "adam"])
 def test_solver_objective_decreases(optimizer):
     gen = torch.Generator().manual_seed(3)
-    theta = affine_matrices(*augmentation_params(6, 20.0, 2.0, generator=gen), (16, 16))
+    theta = affine_matrices(*augmentation_params(6, 20.0, 2.0, seed=gen), (16, 16))
     g = torch.rand(2, 6, 4, 4, generator=gen)
     out = super_resolve(g, theta, (16, 16), lambda_tv=0.01, mu=0.001, iterations=40, optimizer=optimizer)
     assert out.objective.shape == (41, 2)

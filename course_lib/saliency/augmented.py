@@ -34,7 +34,6 @@ from .._checks import (
     check_nonnegative,
     check_positive,
     check_tensor,
-    generator,
 )
 from .._state import capture, model_mode
 from .._types import Layer, Targets
@@ -253,7 +252,7 @@ class AugmentedGradCAM(GradCAM):
         With an int seed the same warps come back at every call; with a ``torch.Generator`` each call draws new
         ones. ``low_size`` is needed only when ``max_shift`` is ``None`` (one cell of the layer)."""
         angles, shifts = augmentation_params(
-            self.n_augmentations, self.max_angle, self.shift(size, low_size), generator=generator(self.seed)
+            self.n_augmentations, self.max_angle, self.shift(size, low_size), seed=self.seed
         )
         return affine_matrices(angles, shifts, size)
 
