@@ -18,7 +18,7 @@ a course photo at 224×224, target layer ``head``, 1280×7×7):
 * CAM, Grad-CAM, Grad-CAM++ and LayerCAM as ratios to its bare forward pass (goal <= 1.2x);
 * Score-CAM and RISE as ratios to its bare masked forward passes (goal <= 1.1x);
 * Augmented Grad-CAM (the library's defaults): the solver's share of its time (goal <= 25 %), from the
-  explainer's own ``last_timing`` of each call (both parts inside one call, so drift cancels).
+  ``timing`` of each call's ``explain`` result (both parts inside one call, so drift cancels).
 
 Usage: ``python benchmarks/saliency.py [--device cpu|cuda] [--quick] [--only resnet|lite0]`` (``--quick``: batch
 1 only, fewer masks).
@@ -45,8 +45,8 @@ from course_lib.saliency import (
     LayerCAM,
     ScoreCAM,
     SmoothGradCAMPlusPlus,
+    normalize_maps,
 )
-from course_lib.saliency._base import normalize_maps
 from course_lib.saliency.cam import gradcam_plus_plus_weights
 
 
@@ -102,7 +102,7 @@ def torchcam_runner(model, method: str, x, targets):
 
 class _GradCAMPlusPlusWithEps(GradCAMPlusPlus):
     """Grad-CAM++ with ``eps`` added to the denominator of alpha, as pytorch-grad-cam does (the extension point
-    of ``course_lib.saliency._base``: only the weights differ)."""
+    of the CAM family's base class: only the weights differ)."""
 
     eps = 1e-7
 
@@ -181,9 +181,9 @@ def bench_pretrained(device: torch.device, quick: bool) -> None:
     aug(x, targets)  # warm-up
     shares, totals = [], []
     for _ in range(3 if quick else 5):
-        aug(x, targets)
-        shares.append(aug.last_timing["solver_s"] / aug.last_timing["total_s"])
-        totals.append(aug.last_timing["total_s"])
+        timing = aug.explain(x, targets).timing
+        shares.append(timing["solver_s"] / timing["total_s"])
+        totals.append(timing["total_s"])
     print(f"{f'Augmented Grad-CAM (L={aug.n_augmentations})':<26}{1e3 * statistics.median(totals):>10.2f}"
           f"{statistics.median(totals) / t_fwd:>11.2f}   solver {100 * statistics.median(shares):.1f} % of its time "
           f"(goal <= 25 %; {aug.iterations} iterations)")

@@ -7,6 +7,7 @@ whose constructor needs more than ``(model, target_layer)`` — or that takes no
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import pytest
@@ -25,7 +26,7 @@ KWARGS = {
     "ScoreCAM": lambda: {"batch_size": 8},
     "PerceptionVisualization": lambda: {"decoder": FeatureDecoder(16, channels=(8, 8, 8))},
 }
-NAMES = [n for n in saliency.__all__ if inspect.isclass(getattr(saliency, n))]
+NAMES = [n for n in saliency.__all__ if inspect.isclass(getattr(saliency, n)) and hasattr(getattr(saliency, n), "explain")]
 
 
 def make(name: str, model):
@@ -40,8 +41,8 @@ def _hooks(model) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
-def test_every_public_name_but_metrics_is_an_explainer():
-    assert sorted(set(saliency.__all__) - set(NAMES)) == ["metrics"]
+def test_every_public_name_but_the_result_and_the_post_processing_is_an_explainer():
+    assert sorted(set(saliency.__all__) - set(NAMES)) == ["Explanation", "metrics", "normalize_maps", "upsample_maps"]
     assert {"LayerCAM", "ScoreCAM"} <= set(NAMES)
 
 
@@ -113,3 +114,50 @@ def test_bad_input(name):
     with pytest.raises(TypeError, match="targets must hold integers"):
         explainer(x, torch.tensor([0.0, 1.0]))
     assert _hooks(model) == 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_explain_returns_the_call_maps_with_targets_and_scores_and_keeps_no_state(name):
+    torch.manual_seed(0)
+    model = SmallCNN(num_classes=5, width=8).eval()
+    x = torch.rand(3, 3, 32, 32)
+    explainer = make(name, model)
+    before = dict(vars(explainer))
+    out = explainer.explain(x, targets=torch.tensor([0, 4, 2]))
+    assert dict(vars(explainer)).keys() == before.keys()
+    assert all(vars(explainer)[k] is v for k, v in before.items()), "explain must not store anything on the explainer"
+    assert isinstance(out, saliency.Explanation)
+    assert torch.equal(out.maps, explainer(x, targets=torch.tensor([0, 4, 2])))
+    assert out.targets.tolist() == [0, 4, 2]
+    with torch.no_grad():
+        expected_scores = model(x)
+    torch.testing.assert_close(out.scores, expected_scores, rtol=1e-5, atol=1e-6)
+    assert explainer.explain(x).targets.tolist() == expected_scores.argmax(1).tolist()
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a result cannot be edited after the fact
+        out.maps = out.maps * 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_seed_and_progress_are_checked_for_every_explainer_that_takes_them(name):
+    model = SmallCNN(num_classes=5, width=8).eval()
+    params = inspect.signature(getattr(saliency, name)).parameters
+    if "progress" not in params and "seed" not in params:
+        pytest.skip(f"{name} takes neither seed nor progress")
+    if "progress" in params:
+        with pytest.raises(TypeError, match="progress must be True or False"):
+            make_with(name, model, progress=1)
+    if "seed" in params:
+        with pytest.raises(ValueError, match="seed must be"):
+            make_with(name, model, seed=-1)
+        with pytest.raises(TypeError, match="seed must be"):
+            make_with(name, model, seed=1.5)
+        generator = torch.Generator().manual_seed(0)
+        assert make_with(name, model, seed=generator).seed is generator  # a generator is kept as it is
+
+
+def make_with(name: str, model, **overrides):
+    cls = getattr(saliency, name)
+    kwargs = {**KWARGS.get(name, dict)(), **overrides}
+    if "target_layer" in inspect.signature(cls).parameters:
+        kwargs["target_layer"] = "features"
+    return cls(model, **kwargs)

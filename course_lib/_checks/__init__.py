@@ -20,7 +20,7 @@ from .scalars import __all__ as _scalar_names
 
 _LAZY = {
     **{n: "tensors" for n in ("as_tensor", "check_tensor", "check_images", "check_finite", "check_unit_range",
-                              "check_targets", "generator")},
+                              "check_targets", "generator", "check_seed_or_generator")},
     **{n: "modules" for n in ("check_module", "resolve_layer", "layer_name", "check_same_device",
                               "module_device")},
 }

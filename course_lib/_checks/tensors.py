@@ -15,7 +15,7 @@ import torch
 from .scalars import check_seed, describe
 
 __all__ = ["as_tensor", "check_tensor", "check_images", "check_finite", "check_unit_range", "check_targets",
-           "generator"]
+           "generator", "check_seed_or_generator"]
 
 
 def as_tensor(x, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -126,6 +126,17 @@ def check_targets(targets, n: int, num_classes: int | None, device: torch.device
             else f"targets must be non-negative class indices, got {t.tolist()}"
         )
     return t
+
+
+def check_seed_or_generator(seed, name: str = "seed") -> int | torch.Generator:
+    """A randomness argument ``seed: int | torch.Generator``: a generator comes back as it is, an int is checked
+    by :func:`check_seed` (``[0, 2**63 - 1]``); anything else raises ``TypeError`` naming ``name``.
+
+    Example:
+        >>> check_seed_or_generator(3), isinstance(check_seed_or_generator(torch.Generator()), torch.Generator)
+        (3, True)
+    """
+    return seed if isinstance(seed, torch.Generator) else check_seed(seed, name)
 
 
 def generator(seed, name: str = "seed", device: torch.device | str = "cpu") -> torch.Generator:

@@ -5,6 +5,13 @@ Every explainer follows one contract (DESIGN.md §3)::
     explainer = GradCAM(model, target_layer)          # a module of the model or its dotted name
     maps = explainer(images, targets=None)            # (N, H, W) in [0, 1]
     raw = explainer(images, targets, upsample=False, normalize=False)   # the layer's resolution, after ReLU
+    out = explainer.explain(images, targets)          # an Explanation: out.maps, out.targets, out.scores, ...
+
+``explain`` returns the maps together with what produced them, as a frozen :class:`Explanation` (a method's
+subclass adds its own fields: :class:`~course_lib.saliency.augmented.AugmentedExplanation` the warps, the
+measurements, the solver's output and the timings; :class:`~course_lib.saliency.perception.PerceptionResult`
+the reconstructions and the visualizations). An explainer keeps nothing between calls. Randomized explainers
+take ``seed: int | torch.Generator``; those with several passes take ``progress: bool``.
 
 * :class:`CAM`, :class:`GradCAM`, :class:`GradCAMPlusPlus`, :class:`SmoothGradCAMPlusPlus` — weighted sums of
   one layer's feature maps (:mod:`course_lib.saliency.cam`);
@@ -18,6 +25,8 @@ Every explainer follows one contract (DESIGN.md §3)::
 * :class:`RISE` — random masks, forward passes only (:mod:`course_lib.saliency.rise`);
 * :class:`PerceptionVisualization` — a decoder's reconstruction shown through a saliency map
   (:mod:`course_lib.saliency.perception`);
+* :func:`upsample_maps`, :func:`normalize_maps` — the post-processing every explainer applies
+  (:mod:`course_lib.saliency.maps`);
 * :mod:`course_lib.saliency.metrics` — deletion/insertion AUC, pointing game, average drop, increase in
   confidence, saliency → box, CorLoc.
 
@@ -25,10 +34,12 @@ New methods subclass the private bases in :mod:`course_lib.saliency._base` (its 
 """
 
 from . import metrics
+from ._base import Explanation
 from .augmented import AugmentedGradCAM
 from .cam import CAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
 from .guided import GuidedBackprop, GuidedGradCAM
 from .layercam import LayerCAM
+from .maps import normalize_maps, upsample_maps
 from .perception import PerceptionVisualization
 from .rise import RISE
 from .scorecam import ScoreCAM
@@ -45,5 +56,8 @@ __all__ = [
     "AugmentedGradCAM",
     "RISE",
     "PerceptionVisualization",
+    "Explanation",
+    "normalize_maps",
+    "upsample_maps",
     "metrics",
 ]

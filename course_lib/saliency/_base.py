@@ -1,13 +1,18 @@
 r"""The machinery every saliency explainer shares.
 
-An explainer is called as ``maps = explainer(images, targets=None)``. This module owns everything around the
-method itself: argument checks, the model's state (eval mode during the call, parameters that do not require
-gradients, hooks), the choice of target classes, and the post-processing (bilinear upsampling to the input
-size and per-image min-max normalization). A method only says how it computes its raw, non-negative maps.
+An explainer is called as ``maps = explainer(images, targets=None)``, or as
+``explainer.explain(images, targets=None)`` for an :class:`Explanation`: the maps together with the targets,
+the scores and whatever else produced them (nothing is kept on the explainer between calls). This module owns
+everything around the method itself: argument checks (``seed`` and ``progress`` included), the model's state
+(eval mode during the call, parameters that do not require gradients, hooks), the choice of target classes,
+and the post-processing (:func:`~course_lib.saliency.upsample_maps` to the input size and
+:func:`~course_lib.saliency.normalize_maps` per image). A method only says how it computes its raw,
+non-negative maps.
 
 Two private base classes:
 
-* :class:`_Explainer` — any method. Subclasses implement :meth:`_Explainer._raw_maps`.
+* :class:`_Explainer` — any method. Subclasses implement :meth:`_Explainer._explain`, which returns an
+  :class:`Explanation` (or a subclass with the method's own fields) holding the raw maps.
 * :class:`_ActivationMapExplainer` — the CAM family: a map is a weighted sum of the feature maps
   :math:`A^k` of one *target layer*, followed by a ReLU,
 
@@ -39,60 +44,81 @@ Which method to write depends on what the new method needs:
   Set ``uses_gradients = False`` when no gradient is needed, run the passes with :meth:`_Explainer._predict`
   under ``torch.no_grad()``.
 * **Several passes whose maps are combined** — averaging over noisy or augmented copies (Smooth Grad-CAM++,
-  Augmented Grad-CAM): override :meth:`_raw_maps` and call :meth:`_ActivationMapExplainer._layer_maps` (one
-  pass, raw maps at the layer's resolution) as often as needed; ``_raw_maps`` may return maps of any size, the
+  Augmented Grad-CAM): override :meth:`_explain` and call :meth:`_ActivationMapExplainer._layer_maps` (one
+  pass, raw maps at the layer's resolution) as often as needed; the raw maps may have any size, the
   base class resizes them.
 * **Not built on feature maps** — RISE, Perception Visualization: subclass :class:`_Explainer`, implement
-  ``_raw_maps(images, targets)`` and use :meth:`_Explainer._predict` / :meth:`_Explainer._resolve_targets`
+  ``_explain(images, targets)`` and use :meth:`_Explainer._predict` / :meth:`_Explainer._resolve_targets`
   for the forward pass.
 
-Inside ``_raw_maps`` and ``_weights`` the model is already in eval mode, and :meth:`_Explainer.__call__`
+Pass ``seed`` (``int | torch.Generator``) and ``progress`` to the base constructor: it checks them once and
+keeps them as ``self.seed`` / ``self.progress`` (draw with ``course_lib._checks.generator(self.seed)``).
+
+Inside ``_explain`` and ``_weights`` the model is already in eval mode, and :meth:`_Explainer.__call__`
 restores every module's mode afterwards, even after an exception; use ``torch.autograd.grad`` (never
 ``.backward()``) so that the parameters' ``.grad`` stay as they were, and read layers with
-:class:`course_lib._state.capture` (its hook is removed on leaving the block). Validate constructor arguments
-with :mod:`course_lib._checks` and keep every tensor on the images' device. A new method is one file in
+:class:`course_lib._state.capture` (its hook is removed on leaving the block). Validate the other constructor
+arguments with :mod:`course_lib._checks` and keep every tensor on the images' device. A new method is one file in
 this package plus its name in ``__init__.py``'s ``__all__``: the shared contract tests (shape, range, hooks,
 modes, bad input) are parametrized over ``course_lib.saliency.__all__``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_images, check_module, check_same_device, check_targets, layer_name, resolve_layer
+from .._checks import (
+    check_bool,
+    check_images,
+    check_module,
+    check_same_device,
+    check_seed_or_generator,
+    check_targets,
+    layer_name,
+    resolve_layer,
+)
 from .._state import capture, model_mode
 from .._types import Layer, Targets
+from .maps import normalize_maps, upsample_maps
 
-__all__ = ["normalize_maps", "upsample_maps"]
-
-
-def upsample_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize ``(N, h, w)`` maps to ``size`` with bilinear interpolation (``align_corners=False``)."""
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+__all__ = ["Explanation"]
 
 
-def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
-    r"""Per-map min-max normalization to :math:`[0, 1]`: :math:`(L - \min L) / (\max L - \min L)`.
+@dataclass(frozen=True)
+class Explanation:
+    r"""What :meth:`explain` returns: the maps together with what produced them (tensors on the images' device).
 
-    A map whose range is zero (or below float round-off relative to its magnitude) becomes all zeros, never NaN.
+    Attributes:
+        maps: ``(N, H, W)`` the saliency maps, post-processed as the call asked (``(N, h, w)`` with
+            ``upsample=False``; raw non-negative values with ``normalize=False``); ``explainer(images)`` returns
+            exactly these.
+        targets: ``(N,)`` long, the classes :math:`c` explained (the arg-max classes when none were given).
+        scores: ``(N, num_classes)`` the model's scores (logits) of the images, detached.
+        activations: ``(N, K, h, w)`` the target layer's output :math:`A` for the images, when the explainer
+            reads it in one pass of the images themselves (the CAM family, Smooth Grad-CAM++ averaging
+            derivatives); ``None`` otherwise.
 
     Example:
-        >>> normalize_maps(torch.tensor([[[1.0, 3.0]], [[2.0, 2.0]]]))
-        tensor([[[0., 1.]],
-        <BLANKLINE>
-                [[0., 0.]]])
+        >>> from course_lib.models import SmallCNN
+        >>> from course_lib.saliency import GradCAM
+        >>> out = GradCAM(SmallCNN(num_classes=5, width=8).eval(), "features").explain(torch.rand(2, 3, 32, 32))
+        >>> out.maps.shape, out.targets.shape, out.scores.shape, out.activations.shape
+        (torch.Size([2, 32, 32]), torch.Size([2]), torch.Size([2, 5]), torch.Size([2, 16, 8, 8]))
     """
-    flat = maps.flatten(1)
-    lo = flat.amin(1)[:, None, None]
-    hi = flat.amax(1)[:, None, None]
-    rng = hi - lo
-    scale = torch.maximum(hi.abs(), lo.abs())
-    ok = rng > torch.finfo(maps.dtype).eps * scale
-    return torch.where(ok, (maps - lo) / torch.where(ok, rng, torch.ones_like(rng)), torch.zeros_like(maps))
+
+    maps: torch.Tensor
+    targets: torch.Tensor
+    scores: torch.Tensor
+    activations: torch.Tensor | None = None
+
+    @property
+    def predictions(self) -> torch.Tensor:
+        """``(N,)`` the model's arg-max classes, ``scores.argmax(1)``."""
+        return self.scores.argmax(1)
 
 
 def _first_conv_channels(model: nn.Module) -> int | None:
@@ -107,17 +133,24 @@ class _Explainer:
 
     Args:
         model: a classifier mapping ``(N, C, H, W)`` images to ``(N, num_classes)`` scores (logits).
+        seed: for a method that draws random numbers: an int (the same draws at every call) or a
+            ``torch.Generator`` (new draws at each call); kept, checked, as :attr:`seed`. ``None``: no randomness.
+        progress: show a progress bar over the method's passes (kept, checked, as :attr:`progress`).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, seed: int | torch.Generator | None = None,
+                 progress: bool = False) -> None:
         self.model = check_module(model, "model")
         self._in_channels = _first_conv_channels(model)
+        self.progress = check_bool(progress, "progress")
+        if seed is not None:
+            self.seed = check_seed_or_generator(seed, "seed")
 
     # ------------------------------------------------------------------ public call
     def __call__(
         self, images: torch.Tensor, targets: Targets = None, *, upsample: bool = True, normalize: bool = True
     ) -> torch.Tensor:
-        """Saliency maps of ``images`` for ``targets``.
+        """Saliency maps of ``images`` for ``targets``: ``explain(images, targets, ...).maps``.
 
         Args:
             images: ``(N, C, H, W)`` float tensor on the model's device.
@@ -128,14 +161,22 @@ class _Explainer:
         Returns:
             ``(N, H, W)`` maps (``(N, h, w)`` with ``upsample=False``) on the images' device.
         """
-        return self._maps(self._check_images(images), targets, upsample=upsample, normalize=normalize)
+        return self.explain(images, targets, upsample=upsample, normalize=normalize).maps
 
-    def _maps(self, images: torch.Tensor, targets, *, upsample: bool = True, normalize: bool = True) -> torch.Tensor:
-        """:meth:`__call__` on images already checked by :meth:`_check_images` (for explainers that hold others)."""
+    def explain(
+        self, images: torch.Tensor, targets: Targets = None, *, upsample: bool = True, normalize: bool = True
+    ) -> Explanation:
+        """The saliency maps of ``images`` together with what produced them (an :class:`Explanation`, or the
+        method's subclass of it).
+
+        Arguments as for the call; ``explain(...).maps`` is what ``explainer(...)`` returns.
+        """
+        images = self._check_images(images)
         check_targets(targets, images.shape[0], None, images.device)  # type/shape errors before any work
         with model_mode(self.model):
-            maps = self._raw_maps(images, targets)
-        return self._postprocess(maps, tuple(images.shape[-2:]), upsample=upsample, normalize=normalize)
+            raw = self._explain(images, targets)
+        maps = self._postprocess(raw.maps, tuple(images.shape[-2:]), upsample=upsample, normalize=normalize)
+        return dataclasses.replace(raw, maps=maps)
 
     @staticmethod
     def _postprocess(maps: torch.Tensor, size: tuple[int, int], *, upsample: bool = True,
@@ -149,8 +190,9 @@ class _Explainer:
         return maps
 
     # ------------------------------------------------------------------ for subclasses
-    def _raw_maps(self, images: torch.Tensor, targets) -> torch.Tensor:
-        """Return non-negative ``(N, h, w)`` maps. ``targets`` is what the caller passed (see ``_resolve_targets``)."""
+    def _explain(self, images: torch.Tensor, targets) -> Explanation:
+        """Return an :class:`Explanation` whose ``maps`` are the raw non-negative ``(N, h, w)`` maps (the base
+        class post-processes them). ``targets`` is what the caller passed (see ``_resolve_targets``)."""
         raise NotImplementedError
 
     def _predict(self, images: torch.Tensor) -> torch.Tensor:
@@ -198,8 +240,9 @@ class _ActivationMapExplainer(_Explainer):
     #: whether :meth:`_weights` needs :math:`\partial y^c / \partial A^k` (one backward pass to the layer)
     uses_gradients: bool = True
 
-    def __init__(self, model: nn.Module, target_layer: Layer) -> None:
-        super().__init__(model)
+    def __init__(self, model: nn.Module, target_layer: Layer, *, seed: int | torch.Generator | None = None,
+                 progress: bool = False) -> None:
+        super().__init__(model, seed=seed, progress=progress)
         self.target_layer = resolve_layer(model, target_layer, "target_layer")
         self.layer_name = layer_name(model, self.target_layer)
 
@@ -216,8 +259,9 @@ class _ActivationMapExplainer(_Explainer):
         """
         raise NotImplementedError
 
-    def _raw_maps(self, images: torch.Tensor, targets) -> torch.Tensor:
-        return self._layer_maps(images, targets)
+    def _explain(self, images: torch.Tensor, targets) -> Explanation:
+        maps, activations, t, scores = self._layer_pass(images, targets)
+        return Explanation(maps=maps, targets=t, scores=scores, activations=activations)
 
     def _layer_maps(self, images: torch.Tensor, targets) -> torch.Tensor:
         """One forward (and, if needed, backward) pass: raw ``ReLU(sum_k w_k A^k)`` at the layer's resolution."""
@@ -228,8 +272,7 @@ class _ActivationMapExplainer(_Explainer):
         """One pass of :meth:`_layer_maps` that also returns what it saw: ``(maps, A, targets, scores)``.
 
         ``maps`` are the raw ``(N, h, w)`` maps, ``A`` the ``(N, K, h, w)`` activations (detached), ``targets``
-        the ``(N,)`` classes explained and ``scores`` the model's detached ``(N, num_classes)`` output
-        (Perception Visualization decodes ``A`` and reads the predictions from ``scores``: one forward pass).
+        the ``(N,)`` classes explained and ``scores`` the model's detached ``(N, num_classes)`` output.
         """
         activations, gradients, t, scores = self._activations_and_gradients(images, targets, return_scores=True)
         weights = self._weights(activations, gradients, t, images)

@@ -7,19 +7,22 @@ copies of the image as measurements of one unknown high-resolution map :math:`h`
 :math:`l`-th copy is what a downsampling operator :math:`D` makes of the warped map :math:`A_l h`, and
 :math:`h` is recovered by a total-variation regularized least-squares solve.
 
-The pieces are public so that each can be read, tested and reused on its own; this module re-exports them:
+The pieces are public so that each can be read, tested and reused on its own, each in one module:
 
-* :func:`augmentation_params` / :func:`affine_matrices` / :func:`warp` / :func:`downsample` — the operators
+* ``augmentation_params`` / ``affine_matrices`` / ``warp`` / ``downsample`` — the operators
   :math:`A_l` and :math:`D` (:mod:`course_lib.saliency.warps`);
-* :func:`operator_matrix`, :func:`tv_l1`, :func:`tv_l1_subgradient`, :func:`sr_objective`,
-  :func:`operator_norm_squared`, :func:`super_resolve` — the solver (:mod:`course_lib.saliency.superres`);
-* :class:`AugmentedGradCAM` — the explainer (here).
+* ``operator_matrix``, ``tv_l1``, ``tv_l1_subgradient``, ``sr_objective``, ``operator_norm_squared``,
+  ``super_resolve`` and its result ``SuperResolution`` — the solver (:mod:`course_lib.saliency.superres`);
+* :class:`AugmentedGradCAM` — the explainer, its result :class:`AugmentedExplanation`, the measurements
+  :class:`Measurements` and :data:`PAPER_PROTOCOL` (here).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -30,43 +33,62 @@ from .._checks import (
     check_int,
     check_nonnegative,
     check_positive,
-    check_seed,
     check_tensor,
-    generator,
 )
 from .._state import capture, model_mode
 from .._types import Layer, Targets
+from ._base import Explanation
 from .cam import GradCAM
-from .superres import (
-    SuperResolution,
-    data_residuals,
-    operator_matrix,
-    operator_norm_squared,
-    sr_objective,
-    super_resolve,
-    tv_l1,
-    tv_l1_subgradient,
-)
-from .warps import DOWNSAMPLING, affine_matrices, augmentation_params, downsample, warp
+from .superres import SuperResolution, super_resolve
+from .warps import DOWNSAMPLING, affine_matrices, augmentation_params, warp
 
 SCALINGS = ("first", "each")  # the measurements divided by the maximum of g_1, or each g_l by its own
 
-__all__ = [
-    "AugmentedGradCAM",
-    "PAPER_PROTOCOL",
-    "data_residuals",
-    "augmentation_params",
-    "affine_matrices",
-    "warp",
-    "downsample",
-    "tv_l1",
-    "tv_l1_subgradient",
-    "sr_objective",
-    "SuperResolution",
-    "super_resolve",
-    "operator_norm_squared",
-    "operator_matrix",
-]
+__all__ = ["AugmentedGradCAM", "AugmentedExplanation", "Measurements", "Solved", "PAPER_PROTOCOL"]
+
+
+class Measurements(NamedTuple):
+    """What :meth:`AugmentedGradCAM.low_resolution_maps` returns (tensors on the images' device).
+
+    Attributes:
+        maps: ``(N, L, h, w)`` the Grad-CAM maps :math:`g_l` of the augmented copies.
+        theta: ``(L, 2, 3)`` the warps :math:`A_l` they were measured with.
+        targets: ``(N,)`` the classes explained.
+        scores: ``(N, num_classes)`` the model's scores of the original images (detached).
+    """
+
+    maps: torch.Tensor
+    theta: torch.Tensor
+    targets: torch.Tensor
+    scores: torch.Tensor
+
+
+class Solved(NamedTuple):
+    r"""What :meth:`AugmentedGradCAM.solve` returns: ``maps`` ``(N, H, W)``, :math:`\mathrm{ReLU}(\hat h)` at
+    the requested size in Grad-CAM's units, and ``solution``, the solver's own output on its grid
+    (:class:`~course_lib.saliency.superres.SuperResolution`: iterate, objective history, step)."""
+
+    maps: torch.Tensor
+    solution: SuperResolution
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentedExplanation(Explanation):
+    """What :meth:`AugmentedGradCAM.explain` returns: an :class:`~course_lib.saliency.Explanation` (``maps``,
+    ``targets``, ``scores``) and what produced the maps.
+
+    Attributes:
+        theta: ``(L, 2, 3)`` the warps :math:`A_l` drawn for this call (the first is the identity).
+        low_res: ``(N, L, h, w)`` the measured Grad-CAM maps :math:`g_l`.
+        solution: the solver's output on its grid (:class:`~course_lib.saliency.superres.SuperResolution`).
+        timing: seconds spent in the forward/backward passes (``"gradcam_s"``), in the solver
+            (``"solver_s"``) and in all (``"total_s"``).
+    """
+
+    theta: torch.Tensor
+    low_res: torch.Tensor
+    solution: SuperResolution
+    timing: dict
 
 
 class AugmentedGradCAM(GradCAM):
@@ -106,9 +128,9 @@ class AugmentedGradCAM(GradCAM):
     that :math:`\lambda` and :math:`\mu` do not depend on the scale of the class score; ``normalize=False``
     returns :math:`\mathrm{ReLU}(\hat h)` in Grad-CAM's own units. The result is already at the input's
     resolution: ``upsample`` has no effect. The warps are drawn once per call and the same ones are used for
-    the measurements and by the solver (with a ``torch.Generator`` as ``seed``, each call draws new ones). After
-    each call, :attr:`last_timing` holds the seconds spent in the forward/backward passes and in the solver,
-    :attr:`last_solution` the solver's output and :attr:`last_theta` the ``(L, 2, 3)`` warps used.
+    the measurements and by the solver (with a ``torch.Generator`` as ``seed``, each call draws new ones).
+    :meth:`explain` returns the maps with the warps used, the measurements, the solver's output and the
+    timings (an :class:`AugmentedExplanation`); the explainer keeps nothing between calls.
 
     Args:
         model: the classifier.
@@ -150,8 +172,9 @@ class AugmentedGradCAM(GradCAM):
         >>> from course_lib.models import SmallCNN
         >>> model = SmallCNN(num_classes=5, width=8).eval()
         >>> explainer = AugmentedGradCAM(model, "features", n_augmentations=4, iterations=10)
-        >>> explainer(torch.rand(2, 3, 32, 32)).shape
-        torch.Size([2, 32, 32])
+        >>> out = explainer.explain(torch.rand(2, 3, 32, 32))
+        >>> out.maps.shape, out.theta.shape, out.low_res.shape, sorted(out.timing)
+        (torch.Size([2, 32, 32]), torch.Size([4, 2, 3]), torch.Size([2, 4, 8, 8]), ['gradcam_s', 'solver_s', 'total_s'])
     """
 
     def __init__(
@@ -177,7 +200,7 @@ class AugmentedGradCAM(GradCAM):
         init: str = "upsampled",
         keep: str = "best",
     ) -> None:
-        super().__init__(model, target_layer)
+        super().__init__(model, target_layer, seed=seed, progress=progress)
         check_choice(image_padding, "image_padding", ("zeros", "border", "reflection"))
         self.image_padding = image_padding
         self.max_change = None if max_change is None else check_positive(max_change, "max_change")
@@ -190,18 +213,13 @@ class AugmentedGradCAM(GradCAM):
         self.step_size = None if step_size is None else check_positive(step_size, "step_size")
         check_choice(optimizer, "optimizer", ("subgradient", "adam"))
         self.optimizer = optimizer
-        self.seed = seed if isinstance(seed, torch.Generator) else check_seed(seed)
         self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size", minimum=1)
         self.solve_scale = None if solve_scale is None else check_int(solve_scale, "solve_scale", minimum=1)
-        self.progress = progress
         check_choice(downsampling, "downsampling", DOWNSAMPLING)
         check_choice(scaling, "scaling", SCALINGS)
         check_choice(init, "init", ("upsampled", "zeros"))
         check_choice(keep, "keep", ("best", "last"))
         self.downsampling, self.scaling, self.init, self.keep = downsampling, scaling, init, keep
-        self.last_timing: dict[str, float] = {}
-        self.last_solution: SuperResolution | None = None
-        self.last_theta: torch.Tensor | None = None
 
     def solve_size(self, size: tuple[int, int], low_size: tuple[int, int]) -> tuple[int, int]:
         r"""The solver's grid :math:`(\min(H, k h), \min(W, k w))` for images of ``size`` :math:`(H, W)` and
@@ -234,7 +252,7 @@ class AugmentedGradCAM(GradCAM):
         With an int seed the same warps come back at every call; with a ``torch.Generator`` each call draws new
         ones. ``low_size`` is needed only when ``max_shift`` is ``None`` (one cell of the layer)."""
         angles, shifts = augmentation_params(
-            self.n_augmentations, self.max_angle, self.shift(size, low_size), generator=generator(self.seed)
+            self.n_augmentations, self.max_angle, self.shift(size, low_size), seed=self.seed
         )
         return affine_matrices(angles, shifts, size)
 
@@ -247,41 +265,55 @@ class AugmentedGradCAM(GradCAM):
 
     def low_resolution_maps(
         self, images: torch.Tensor, targets: Targets = None, theta: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The Grad-CAM maps :math:`g_l` ``(N, L, h, w)`` of every augmented copy, for the class of the original image.
+    ) -> Measurements:
+        """The Grad-CAM maps :math:`g_l` ``(N, L, h, w)`` of every augmented copy, for the class of the original
+        image, with the warps they were measured with (:class:`Measurements`: ``maps``, ``theta``, ``targets``,
+        ``scores``).
 
         ``targets`` as for the call (``None``: each original image's arg-max class); ``theta`` the ``(L, 2, 3)``
-        warps (default: drawn now by :meth:`augmentations`; they are kept in :attr:`last_theta`)."""
-        images = self._check_images(images)
-        n, _, height, width = images.shape
-        with model_mode(self.model):
-            scores, low_size = self._layer_size(images)
-            t = self._resolve_targets(targets, scores)
-            if theta is None:
-                theta = self.augmentations((height, width), low_size)
-            theta = check_tensor(theta, "theta", ndim=3, shape={0: self.n_augmentations, 1: 2, 2: 3})
-            theta = theta.to(images.device)
-            warped = warp(images, theta, self.image_padding).reshape(n * self.n_augmentations, *images.shape[1:])
-            t_all = t.repeat_interleave(self.n_augmentations)
-            step = self.batch_size or warped.shape[0]
-            maps = [self._layer_maps(warped[i : i + step], t_all[i : i + step]) for i in range(0, warped.shape[0], step)]
-        self.last_theta = theta
-        maps = torch.cat(maps).detach()
-        return maps.reshape(n, self.n_augmentations, *maps.shape[-2:])
+        warps (default: drawn now by :meth:`augmentations`).
 
-    def solve(self, low_res: torch.Tensor, theta: torch.Tensor, size: tuple[int, int], **overrides) -> torch.Tensor:
+        Example:
+            >>> from course_lib.models import SmallCNN
+            >>> explainer = AugmentedGradCAM(SmallCNN(num_classes=5, width=8).eval(), "features", n_augmentations=3)
+            >>> g = explainer.low_resolution_maps(torch.rand(2, 3, 32, 32))
+            >>> g.maps.shape, g.theta.shape
+            (torch.Size([2, 3, 8, 8]), torch.Size([3, 2, 3]))
+        """
+        images = self._check_images(images)
+        with model_mode(self.model):
+            return self._measure(images, targets, theta)
+
+    def _measure(self, images: torch.Tensor, targets, theta: torch.Tensor | None) -> Measurements:
+        """:meth:`low_resolution_maps` on checked images, the model already in eval mode."""
+        n, _, height, width = images.shape
+        scores, low_size = self._layer_size(images)
+        t = self._resolve_targets(targets, scores)
+        if theta is None:
+            theta = self.augmentations((height, width), low_size)
+        theta = check_tensor(theta, "theta", ndim=3, shape={0: self.n_augmentations, 1: 2, 2: 3})
+        theta = theta.to(images.device)
+        warped = warp(images, theta, self.image_padding).reshape(n * self.n_augmentations, *images.shape[1:])
+        t_all = t.repeat_interleave(self.n_augmentations)
+        step = self.batch_size or warped.shape[0]
+        maps = [self._layer_maps(warped[i : i + step], t_all[i : i + step]) for i in range(0, warped.shape[0], step)]
+        maps = torch.cat(maps).detach()
+        return Measurements(maps=maps.reshape(n, self.n_augmentations, *maps.shape[-2:]), theta=theta, targets=t,
+                            scores=scores.detach())
+
+    def solve(self, low_res: torch.Tensor, theta: torch.Tensor, size: tuple[int, int], **overrides) -> Solved:
         """The super-resolved maps ``ReLU(h)`` ``(N, H, W)``, in Grad-CAM's units, from measurements ``low_res``
-        ``(N, L, h, w)`` taken with the warps ``theta`` (:meth:`low_resolution_maps`, :attr:`last_theta`).
+        ``(N, L, h, w)`` taken with the warps ``theta`` (both from :meth:`low_resolution_maps`), together with
+        the solver's output (:class:`Solved`: ``maps``, ``solution``).
 
         The problem is solved on :meth:`solve_size` and the solution upsampled bilinearly to ``size`` (the
-        solver's own output, on its grid, is in :attr:`last_solution`). ``solve_scale`` may be among the
-        ``overrides`` too.
+        solver's own output, on its grid, is ``solution``). ``solve_scale`` may be among the ``overrides`` too.
 
         The measurements are divided by the largest value of :math:`g_1` (or each by its own, ``scaling="each"``)
         for the solver and the result multiplied by the largest value of :math:`g_1`. ``overrides`` replace
         solver settings of this explainer for this call (``lambda_tv``, ``mu``, ``iterations``, ``step_size``,
         ``max_change``, ``optimizer``, ``downsampling``, ``init``, ``keep``, ``scaling``), e.g. to compare several on the same
-        measurements. The solver's output is kept in :attr:`last_solution`."""
+        measurements."""
         settings = {"lambda_tv": self.lambda_tv, "mu": self.mu, "iterations": self.iterations,
                     "step_size": self.step_size, "max_change": self.max_change, "optimizer": self.optimizer,
                     "downsampling": self.downsampling, "init": self.init, "keep": self.keep}
@@ -308,22 +340,30 @@ class AugmentedGradCAM(GradCAM):
             own = g.flatten(2).amax(2)
             measured = g / torch.where(own > 0, own, torch.ones_like(own))[:, :, None, None]
         solution = super_resolve(measured, theta.to(g.device), grid, progress=self.progress, **settings)
-        self.last_solution = solution
         maps = solution.maps
         if grid != size:
             maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-        return torch.relu(maps) * scale[:, None, None]
+        return Solved(maps=torch.relu(maps) * scale[:, None, None], solution=solution)
 
-    def _raw_maps(self, images, targets):
+    def explain(self, images: torch.Tensor, targets: Targets = None, *, upsample: bool = True,
+                normalize: bool = True) -> AugmentedExplanation:
+        """The super-resolved maps with the warps, measurements, solver output and timings that produced them
+        (an :class:`AugmentedExplanation`); arguments as for the call (``upsample`` has no effect)."""
+        return super().explain(images, targets, upsample=upsample, normalize=normalize)
+
+    def _explain(self, images, targets):
         size = tuple(images.shape[-2:])
         start = _now(images.device)
-        g = self.low_resolution_maps(images, targets)
+        measured = self._measure(images, targets, None)
         mid = _now(images.device)
         # the warps g was measured with: drawn once, inverted by the solver too
-        maps = self.solve(g, self.last_theta, size)
+        solved = self.solve(measured.maps, measured.theta, size)
         end = _now(images.device)
-        self.last_timing = {"gradcam_s": mid - start, "solver_s": end - mid, "total_s": end - start}
-        return maps
+        return AugmentedExplanation(
+            maps=solved.maps, targets=measured.targets, scores=measured.scores, theta=measured.theta,
+            low_res=measured.maps, solution=solved.solution,
+            timing={"gradcam_s": mid - start, "solver_s": end - mid, "total_s": end - start},
+        )
 
     def __repr__(self) -> str:
         return (

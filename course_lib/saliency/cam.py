@@ -22,13 +22,12 @@ from .._checks import (
     check_int,
     check_nonnegative,
     check_positive,
-    check_seed,
     generator,
     resolve_layer,
 )
 from .._state import allow_out_of_range
 from .._types import Layer
-from ._base import _ActivationMapExplainer
+from ._base import Explanation, _ActivationMapExplainer
 
 __all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "SmoothGradCAMPlusPlus", "gradcam_plus_plus_weights",
            "smooth_gradcam_plus_plus_weights"]
@@ -254,13 +253,11 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
         average: str = "derivatives",
         progress: bool = False,
     ) -> None:
-        super().__init__(model, target_layer)
+        super().__init__(model, target_layer, seed=seed, progress=progress)
         self.n_samples = check_int(n_samples, "n_samples", minimum=1)
         self.sigma = check_positive(sigma, "sigma", allow_zero=True)
-        self.seed = seed if isinstance(seed, torch.Generator) else check_seed(seed)
         check_choice(average, "average", ("derivatives", "maps"))
         self.average = average
-        self.progress = progress
 
     def _noisy_copies(self, images: torch.Tensor):
         g = generator(self.seed, device=images.device)
@@ -268,18 +265,18 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
             noise = torch.randn(images.shape, generator=g, device=g.device).to(device=images.device, dtype=images.dtype)
             yield images + self.sigma * noise
 
-    def _raw_maps(self, images, targets):
-        if targets is None:
-            with torch.no_grad():
-                targets = self._predict(images).argmax(dim=1)
+    def _explain(self, images, targets):
         if self.average == "maps":
+            with torch.no_grad():
+                scores = self._predict(images).detach()
+            t = self._resolve_targets(targets, scores)
             total = None
             for noisy in self._noisy_copies(images):
                 with allow_out_of_range(self.model):  # the noisy copies leave [0, 1] on purpose
-                    maps = self._layer_maps(noisy, targets)
+                    maps = self._layer_maps(noisy, t)
                 total = maps if total is None else total + maps
-            return total / self.n_samples
-        activations, _, t = self._activations_and_gradients(images, targets)
+            return Explanation(maps=total / self.n_samples, targets=t, scores=scores)
+        activations, _, t, clean_scores = self._activations_and_gradients(images, targets, return_scores=True)
         top = sums = None
         for noisy in self._noisy_copies(images):
             with allow_out_of_range(self.model):  # the noisy copies leave [0, 1] on purpose
@@ -295,4 +292,5 @@ class SmoothGradCAMPlusPlus(GradCAMPlusPlus):
             top = new_top
         d1, d2, d3 = (d / self.n_samples for d in sums)
         weights = smooth_gradcam_plus_plus_weights(activations, d1, d2, d3)
-        return torch.relu(torch.einsum("nk,nkhw->nhw", weights, activations))
+        maps = torch.relu(torch.einsum("nk,nkhw->nhw", weights, activations))
+        return Explanation(maps=maps, targets=t, scores=clean_scores, activations=activations)

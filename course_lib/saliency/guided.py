@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .._types import Layer
-from ._base import _Explainer, upsample_maps
+from ._base import Explanation, _Explainer
 from .cam import GradCAM
 
 __all__ = ["GuidedBackprop", "GuidedGradCAM"]
@@ -36,8 +36,8 @@ class _InputGradientExplainer(_Explainer):
     #: whether the rectifiers pass only positive gradients backwards (Springenberg et al.)
     guided: bool = False
 
-    def _input_gradients(self, images: torch.Tensor, targets) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(dy^c/dx, targets)``: one forward and one backward pass to the input, rectifiers modified if guided."""
+    def _input_gradients(self, images: torch.Tensor, targets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(dy^c/dx, targets, scores)``: one forward and one backward pass to the input, rectifiers modified if guided."""
         handles = []
 
         def keep_positive(module, inputs, output):
@@ -58,18 +58,18 @@ class _InputGradientExplainer(_Explainer):
         finally:
             for handle in handles:
                 handle.remove()
-        return gradients, t
+        return gradients, t, scores.detach()
 
     def _scale(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
         """A per-pixel factor ``(N, H, W)`` applied to the gradient (``None``: none)."""
         return None
 
-    def _raw_maps(self, images: torch.Tensor, targets) -> torch.Tensor:
-        gradients, t = self._input_gradients(images, targets)
+    def _explain(self, images: torch.Tensor, targets) -> Explanation:
+        gradients, t, scores = self._input_gradients(images, targets)
         scale = self._scale(images, t)
         if scale is not None:
             gradients = gradients * scale[:, None]
-        return gradients.abs().amax(dim=1)
+        return Explanation(maps=gradients.abs().amax(dim=1), targets=t, scores=scores)
 
 
 class GuidedBackprop(_InputGradientExplainer):
@@ -135,7 +135,7 @@ class GuidedGradCAM(GuidedBackprop):
         self.target_layer, self.layer_name = self.gradcam.target_layer, self.gradcam.layer_name
 
     def _scale(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return upsample_maps(self.gradcam._raw_maps(images, targets), tuple(images.shape[-2:]))
+        return self.gradcam.explain(images, targets, upsample=True, normalize=False).maps
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__}, target_layer={self.layer_name!r})"

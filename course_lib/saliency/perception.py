@@ -33,14 +33,13 @@ from .._checks import (
     check_int,
     check_module,
     check_probability,
-    check_targets,
     check_tensor,
     layer_name,
     resolve_layer,
 )
 from .._state import capture, model_mode
 from .._types import Layer, Targets
-from ._base import _ActivationMapExplainer, _Explainer
+from ._base import Explanation, _Explainer
 from .cam import GradCAM
 
 __all__ = ["FeatureDecoder", "PerceptionVisualization", "PerceptionResult", "perception_visualization"]
@@ -127,31 +126,37 @@ def perception_visualization(reconstructions: torch.Tensor, saliency: torch.Tens
     return s * reconstructions + (1 - s) * neutral
 
 
-@dataclass
-class PerceptionResult:
-    """What :meth:`PerceptionVisualization.explain` returns (all tensors on the images' device).
+@dataclass(frozen=True, kw_only=True)
+class PerceptionResult(Explanation):
+    r"""What :meth:`PerceptionVisualization.explain` returns: an :class:`~course_lib.saliency.Explanation` whose
+    ``maps`` are the saliency maps :math:`s`, with the explanation and its parts (tensors on the images' device).
 
     Attributes:
-        visualizations: ``(N, 3, H, W)`` the explanations :math:`s \\odot \\hat x + (1 - s)\\nu`.
-        reconstructions: ``(N, 3, H, W)`` the decoder's :math:`\\hat x`.
-        saliency: ``(N, H, W)`` the maps :math:`s` in ``[0, 1]``.
-        predictions: ``(N,)`` the classifier's arg-max classes.
+        maps: ``(N, H, W)`` the saliency maps :math:`s` in ``[0, 1]`` (also as :attr:`saliency`).
         targets: ``(N,)`` the classes explained.
+        scores: ``(N, num_classes)`` the classifier's scores (:attr:`predictions` their arg-max).
+        activations: ``(N, C, h, w)`` the target layer's output :math:`A(x)`, which the decoder inverted.
+        visualizations: ``(N, 3, H, W)`` the explanations :math:`s \odot \hat x + (1 - s)\nu`.
+        reconstructions: ``(N, 3, H, W)`` the decoder's :math:`\hat x`.
     """
 
     visualizations: torch.Tensor
     reconstructions: torch.Tensor
-    saliency: torch.Tensor
-    predictions: torch.Tensor
-    targets: torch.Tensor
+
+    @property
+    def saliency(self) -> torch.Tensor:
+        """``(N, H, W)`` the saliency maps :math:`s`, the same tensor as :attr:`maps`."""
+        return self.maps
 
 
 class PerceptionVisualization(_Explainer):
     r"""Perception Visualization (Giulivi et al., BMVC 2021); see the module docstring.
 
     Called like every explainer, ``pv(images, targets)`` returns the saliency maps :math:`s` it uses
-    (``(N, H, W)`` in ``[0, 1]``); :meth:`explain` returns the explanation itself with its parts, and
-    :meth:`reconstruct` only the decoder's images.
+    (``(N, H, W)`` in ``[0, 1]``: the saliency explainer's maps, always upsampled and normalized, whatever
+    ``upsample`` and ``normalize`` say); :meth:`explain` returns the explanation itself with its parts (a
+    :class:`PerceptionResult`), and :meth:`reconstruct` only the decoder's images. The saliency explainer is
+    used through its public :meth:`~course_lib.saliency.Explanation`-returning ``explain`` only.
 
     Args:
         model: the classifier.
@@ -182,10 +187,6 @@ class PerceptionVisualization(_Explainer):
             raise TypeError(f"saliency must be a course_lib.saliency explainer, got {type(saliency).__name__}")
         self.saliency = saliency
         self.neutral = check_probability(neutral, "neutral")
-
-    # ------------------------------------------------------------------ the explainer contract
-    def _raw_maps(self, images, targets):
-        return self.saliency._maps(images, targets)  # the images are checked already
 
     # ------------------------------------------------------------------ perception
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -221,40 +222,36 @@ class PerceptionVisualization(_Explainer):
             rec = F.interpolate(rec, size=size, mode="bilinear", align_corners=False)
         return rec.clamp(0, 1)
 
-    def explain(self, images: torch.Tensor, targets: Targets = None) -> PerceptionResult:
+    def explain(self, images: torch.Tensor, targets: Targets = None, *, upsample: bool = True,
+                normalize: bool = True) -> PerceptionResult:
         """The Perception Visualization of ``images`` for ``targets`` (``None``: the predicted classes).
 
-        The images are checked once and the classifier runs once: when the saliency explainer reads its feature
-        maps at this explainer's target layer in one pass (Grad-CAM, Grad-CAM++, LayerCAM, Score-CAM, CAM), the
-        activations it captures are the features decoded and its scores give the predictions; otherwise one
-        forward pass gives features and scores, and the saliency explainer runs on the checked images.
+        The saliency explainer's :meth:`explain` gives the maps :math:`s`, the targets and the scores. When it
+        read this explainer's target layer in a pass of the images themselves (its result's ``activations``:
+        Grad-CAM, Grad-CAM++, LayerCAM, Score-CAM, CAM), those activations are the features decoded and the
+        classifier runs only for the saliency; otherwise one more forward pass gives the features.
+        ``upsample`` and ``normalize`` have no effect (the visualization needs maps in ``[0, 1]`` at the
+        input's size).
         """
-        images = self._check_images(images)
+        return super().explain(images, targets, upsample=upsample, normalize=normalize)
+
+    def _explain(self, images, targets):
         size = tuple(images.shape[-2:])
         s = self.saliency
-        if self._saliency_reads_the_layer():
-            check_targets(targets, images.shape[0], None, images.device)
-            with model_mode(self.model):
-                raw, features, t, scores = s._layer_pass(images, targets)
-            maps = s._postprocess(raw, size)
+        out = s.explain(images, targets)
+        if out.activations is not None and getattr(s, "target_layer", None) is self.target_layer:
+            features, scores = out.activations, out.scores
         else:
             features, scores = self._features_and_scores(images)
-            t = self._resolve_targets(targets, scores)
-            maps = s._maps(images, t)
         rec = self._decode(features, size)
         return PerceptionResult(
-            visualizations=perception_visualization(rec, maps, self.neutral),
+            maps=out.maps,
+            targets=out.targets,
+            scores=scores,
+            activations=features,
+            visualizations=perception_visualization(rec, out.maps, self.neutral),
             reconstructions=rec,
-            saliency=maps,
-            predictions=scores.argmax(1),
-            targets=t,
         )
-
-    def _saliency_reads_the_layer(self) -> bool:
-        """Whether the saliency explainer computes its maps in one pass at this explainer's target layer."""
-        s = self.saliency
-        return (isinstance(s, _ActivationMapExplainer) and s.target_layer is self.target_layer
-                and type(s)._raw_maps is _ActivationMapExplainer._raw_maps)
 
     def __repr__(self) -> str:
         return (f"PerceptionVisualization({type(self.model).__name__}, target_layer={self.layer_name!r}, "

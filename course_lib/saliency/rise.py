@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._checks import check_int, check_probability, check_seed, check_size, generator
-from ._base import _Explainer
+from .._checks import check_int, check_probability, check_size, generator
+from ._base import Explanation, _Explainer
 
 __all__ = ["RISE", "rise_masks"]
 
@@ -121,18 +121,17 @@ class RISE(_Explainer):
         seed: int | torch.Generator = 0,
         progress: bool = False,
     ) -> None:
-        super().__init__(model)
+        super().__init__(model, seed=seed, progress=progress)
         self.n_masks = check_int(n_masks, "n_masks", minimum=1)
         self.grid_size = check_int(grid_size, "grid_size", minimum=1)
         self.p = check_probability(p, "p", open_interval=True)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
-        self.seed = seed if isinstance(seed, torch.Generator) else check_seed(seed)
-        self.progress = progress
 
-    def _raw_maps(self, images, targets):
+    def _explain(self, images, targets):
         n, _, h, w = images.shape
         with torch.no_grad():
-            t = self._resolve_targets(targets, self._predict(images))
+            scores = self._predict(images).detach()
+            t = self._resolve_targets(targets, scores)
             grids, offsets = _draw_grids(self.n_masks, (h, w), self.grid_size, self.p, generator(self.seed))
             grids, offsets = grids.to(images.device), offsets.to(images.device)
             sal = torch.zeros(n, h * w, device=images.device, dtype=images.dtype)
@@ -144,4 +143,4 @@ class RISE(_Explainer):
                 for i in range(n):
                     probs = torch.softmax(self._predict(images[i] * masks[:, None]), dim=1)[:, t[i]]  # (b,)
                     sal[i] += probs @ flat
-        return sal.view(n, h, w) / (self.n_masks * self.p)
+        return Explanation(maps=sal.view(n, h, w) / (self.n_masks * self.p), targets=t, scores=scores)

@@ -6,9 +6,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._checks import check_bool, check_int
+from .._checks import check_int
 from .._types import Layer
-from ._base import _ActivationMapExplainer, normalize_maps, upsample_maps
+from ._base import _ActivationMapExplainer
+from .maps import normalize_maps, upsample_maps
 
 __all__ = ["ScoreCAM"]
 
@@ -60,9 +61,8 @@ class ScoreCAM(_ActivationMapExplainer):
     uses_gradients = False
 
     def __init__(self, model: nn.Module, target_layer: Layer, batch_size: int = 32, progress: bool = False) -> None:
-        super().__init__(model, target_layer)
+        super().__init__(model, target_layer, progress=progress)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
-        self.progress = check_bool(progress, "progress")
 
     def _weights(self, activations, gradients, targets, images):
         n, k = activations.shape[:2]

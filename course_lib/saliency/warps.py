@@ -21,8 +21,7 @@ def augmentation_params(
     n_augmentations: int,
     max_angle: float,
     max_shift: float,
-    generator: torch.Generator | None = None,
-    seed: int | None = None,
+    seed: int | torch.Generator = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Random rotation angles and translations of :math:`L` augmentations, the first one the identity.
 
@@ -33,8 +32,7 @@ def augmentation_params(
         n_augmentations: :math:`L \ge 1`.
         max_angle: :math:`\theta_{\max}` in degrees (``0`` for translations only).
         max_shift: :math:`t_{\max}` in pixels (``0`` for rotations only).
-        generator: a CPU ``torch.Generator``; or give ``seed``.
-        seed: seeds a new generator when ``generator`` is ``None`` (default 0).
+        seed: an int (a fresh generator: the same draws each time) or a CPU ``torch.Generator`` (which advances).
 
     Returns:
         ``angles`` ``(L,)`` in degrees and ``shifts`` ``(L, 2)`` in pixels ``(dx, dy)``; row 0 is zero.
@@ -44,14 +42,10 @@ def augmentation_params(
         >>> angles.shape, shifts.shape, float(angles[0]), shifts[0].tolist()
         (torch.Size([4]), torch.Size([4, 2]), 0.0, [0.0, 0.0])
     """
-    gen = generator
     n = check_int(n_augmentations, "n_augmentations", minimum=1)
     max_angle = check_nonnegative(max_angle, "max_angle")
     max_shift = check_nonnegative(max_shift, "max_shift")
-    if gen is None:
-        gen = seeded_generator(0 if seed is None else seed)
-    elif not isinstance(gen, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(gen).__name__}")
+    gen = seeded_generator(seed)
     angles = (torch.rand(n, generator=gen) * 2 - 1) * max_angle
     shifts = (torch.rand(n, 2, generator=gen) * 2 - 1) * max_shift
     angles[0] = 0.0

@@ -90,7 +90,7 @@ def prior_key(lam: float) -> str:
 
 def score(maps: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor, s: dict) -> dict:
     """Per-item hit, mask IoU per threshold and CorLoc per threshold of ``maps`` ``(N, H, W)``."""
-    from ..saliency._base import normalize_maps
+    from ..saliency import normalize_maps
     from ..saliency.metrics import corloc, mask_iou, pointing_game, saliency_to_box
 
     maps = normalize_maps(maps)
@@ -127,11 +127,11 @@ def items(s: dict):
     return data.images[sl], data.labels[sl], data.masks[sl], data.boxes[sl]
 
 
-def _diagnostics(explainer, g: torch.Tensor, theta: torch.Tensor, every: int) -> dict:
-    """Objective every ``every`` steps, and per-copy residuals of the last solve, for the scaled measurements."""
+def _diagnostics(explainer, sol, g: torch.Tensor, theta: torch.Tensor, every: int) -> dict:
+    """Objective every ``every`` steps, and per-copy residuals of the solve ``sol`` (a ``SuperResolution``), for the
+    scaled measurements."""
     from ..saliency.superres import data_residuals
 
-    sol = explainer.last_solution
     scaled = _scaled(g, explainer.scaling)
     res = data_residuals(sol.maps.to(torch.float32), scaled, theta, explainer.downsampling)
     return {"objective": [round(float(v), 4) for v in sol.objective[::every, 0]],
@@ -152,7 +152,7 @@ def run(s: dict, progress: bool = False, device: str = "cpu") -> dict:
     """Every arm on every item of the shard, one item at a time, on one thread (so that a check on another
     machine's thread count reproduces the numbers)."""
     from .. import zoo
-    from ..saliency._base import upsample_maps
+    from ..saliency import upsample_maps
 
     with torch_threads(1):
         x, y, masks, boxes = (t.to(device) for t in items(s))
@@ -169,32 +169,30 @@ def run(s: dict, progress: bool = False, device: str = "cpu") -> dict:
             xi, yi, mi, bi = x[i : i + 1], y[i : i + 1], masks[i : i + 1], boxes[i : i + 1]
             maps = {}
             start = time.perf_counter()
-            g = paper.low_resolution_maps(xi, yi)
+            g, theta = paper.low_resolution_maps(xi, yi)[:2]
             mid = time.perf_counter()
-            theta = paper.last_theta
             maps["upsampled"] = upsample_maps(g[:, 0], size)
             for m in s["paper_multipliers"]:
-                maps[paper_key(m)] = paper.solve(g, theta, size, lambda_tv=paper.lambda_tv * m, mu=paper.mu * m)
+                maps[paper_key(m)], sol = paper.solve(g, theta, size, lambda_tv=paper.lambda_tv * m, mu=paper.mu * m)
                 if m == 1.0:
                     seconds["paper_solver"] += time.perf_counter() - mid
-                    diag["paper"].append(_diagnostics(paper, g, theta, s["history_every"]))
+                    diag["paper"].append(_diagnostics(paper, sol, g, theta, s["history_every"]))
             seconds["paper_gradcam"] += mid - start
             conv = s["converged"]
-            maps["paper_converged"] = paper.solve(g, theta, size, keep="best", **conv)
-            diag["paper_converged"].append(_diagnostics(paper, g, theta, conv["iterations"] // 20))
+            maps["paper_converged"], sol = paper.solve(g, theta, size, keep="best", **conv)
+            diag["paper_converged"].append(_diagnostics(paper, sol, g, theta, conv["iterations"] // 20))
             if i == 0:
                 first_g = [[[round(float(v), 6) for v in row] for row in gl] for gl in g[0]]
-            gc = course.low_resolution_maps(xi, yi)
-            tc = course.last_theta
+            gc, tc = course.low_resolution_maps(xi, yi)[:2]
             for n_aug in c["l_grid"]:
                 for lam in c["lambda_grid"]:
                     for k in c["k_grid"]:
-                        maps[course_key(n_aug, lam, k)] = course.solve(gc[:, :n_aug], tc[:n_aug], size,
-                                                                       lambda_tv=lam, solve_scale=k)
+                        maps[course_key(n_aug, lam, k)], sol = course.solve(gc[:, :n_aug], tc[:n_aug], size,
+                                                                            lambda_tv=lam, solve_scale=k)
                         if (n_aug, lam, k) == (16, 0.05, 8):
-                            diag["course"].append(_diagnostics(course, gc, tc, s["history_every"]))
+                            diag["course"].append(_diagnostics(course, sol, gc, tc, s["history_every"]))
             for lam in c["prior_lambda"]:
-                maps[prior_key(lam)] = course.solve(gc[:, :1], tc[:1], size, lambda_tv=lam)
+                maps[prior_key(lam)] = course.solve(gc[:, :1], tc[:1], size, lambda_tv=lam).maps
             for name, mp in maps.items():
                 sc = score(mp, mi, bi, s)
                 arm = per_arm.setdefault(name, {"hit": [], "iou": {}, "corloc": {}})

@@ -31,7 +31,7 @@ def correct_items(model, n_pool: int, seed: int, size: int, device: str, batch_s
 def random_maps(indices, size: int, grid: int = 7, seed: int = 0) -> torch.Tensor:
     """The no-information map: uniform noise on a ``grid``×``grid`` lattice, seeded by the item's index,
     upsampled bilinearly like a Grad-CAM map of ``head`` and min-max normalized."""
-    from ..saliency._base import normalize_maps, upsample_maps
+    from ..saliency import normalize_maps, upsample_maps
 
     noise = torch.stack([torch.rand(grid, grid, generator=torch.Generator().manual_seed(seed * 100_003 + int(i)))
                          for i in indices])

@@ -57,7 +57,7 @@ def key(n_augmentations: int, lambda_tv: float) -> str:
 
 
 def _scores(maps: torch.Tensor, masks: torch.Tensor, taus: list, full: bool) -> dict:
-    from ..saliency._base import normalize_maps
+    from ..saliency import normalize_maps
     from ..saliency.metrics import mask_iou, pointing_game
 
     maps = normalize_maps(maps)
@@ -72,7 +72,7 @@ def _scores(maps: torch.Tensor, masks: torch.Tensor, taus: list, full: bool) -> 
 
 def corloc_per_image(maps: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor, taus: list) -> dict:
     """Chapter 9's localization numbers of ``maps``, per image: pointing-game hit and CorLoc at each threshold."""
-    from ..saliency._base import normalize_maps
+    from ..saliency import normalize_maps
     from ..saliency.metrics import corloc, pointing_game, saliency_to_box
 
     maps = normalize_maps(maps)
@@ -101,15 +101,16 @@ def split_data(settings: dict, split: str):
 
 def _measure(settings: dict, split: str, device, progress: bool) -> tuple[dict, dict]:
     from .. import zoo
-    from ..saliency._base import upsample_maps
+    from ..saliency import upsample_maps
 
     s = settings
     full = s[f"n_{split}_items"] == s[f"n_{split}"]
     x, y, masks, boxes = (t.to(device) for t in split_data(s, split))
     explainer = make_explainer(zoo.load(s["model"], device), s, progress)
     start = time.perf_counter()
-    g = torch.cat([explainer.low_resolution_maps(x[i : i + 4], y[i : i + 4]) for i in range(0, len(x), 4)])
-    theta = explainer.last_theta
+    measured = [explainer.low_resolution_maps(x[i : i + 4], y[i : i + 4]) for i in range(0, len(x), 4)]
+    g = torch.cat([m.maps for m in measured])
+    theta = measured[-1].theta  # an int seed: the same warps for every chunk
     size = tuple(x.shape[-2:])
     up = upsample_maps(g[:, 0], size)
     out = {"upsampled": _scores(up, masks, s["taus"], full), "prior": {}, "augmented": {},
@@ -117,16 +118,16 @@ def _measure(settings: dict, split: str, device, progress: bool) -> tuple[dict, 
     if full:
         out["measure_seconds"] = round(time.perf_counter() - start, 1)
     for lam in s["prior_lambda_tv"]:
-        out["prior"][str(lam)] = _scores(explainer.solve(g[:, :1], theta[:1], size, lambda_tv=lam), masks,
+        out["prior"][str(lam)] = _scores(explainer.solve(g[:, :1], theta[:1], size, lambda_tv=lam).maps, masks,
                                          s["taus"], full)
     for n_aug in s["grid"]["n_augmentations"]:
         for lam in s["grid"]["lambda_tv"]:
-            maps = explainer.solve(g[:, :n_aug], theta[:n_aug], size, lambda_tv=lam)
+            maps = explainer.solve(g[:, :n_aug], theta[:n_aug], size, lambda_tv=lam).maps
             out["augmented"][key(n_aug, lam)] = {"n_augmentations": n_aug, "lambda_tv": lam,
                                                  **_scores(maps, masks, s["taus"], full)}
     chosen = out["augmented"][s["chapter9_setting"]]
     aug = explainer.solve(g[:, : chosen["n_augmentations"]], theta[: chosen["n_augmentations"]], size,
-                          lambda_tv=chosen["lambda_tv"])
+                          lambda_tv=chosen["lambda_tv"]).maps
     out["chapter9"] = {"Grad-CAM": corloc_per_image(up, masks, boxes, s["corloc_taus"]),
                        "Augmented Grad-CAM": corloc_per_image(aug, masks, boxes, s["corloc_taus"])}
     return out, {"g": g, "theta": theta, "explainer": explainer, "masks": masks, "size": size, "chosen": chosen}
@@ -138,11 +139,11 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
     chosen = work["chosen"]
     for k in settings["solve_scale_sweep"]:
         start = time.perf_counter()
-        maps = work["explainer"].solve(work["g"][:, : chosen["n_augmentations"]],
-                                       work["theta"][: chosen["n_augmentations"]], work["size"],
-                                       lambda_tv=chosen["lambda_tv"], solve_scale=k)
+        maps, solution = work["explainer"].solve(work["g"][:, : chosen["n_augmentations"]],
+                                                 work["theta"][: chosen["n_augmentations"]], work["size"],
+                                                 lambda_tv=chosen["lambda_tv"], solve_scale=k)
         seconds = time.perf_counter() - start
-        grid = work["explainer"].last_solution.maps.shape[-1]
+        grid = solution.maps.shape[-1]
         sweep[str(k)] = {"grid": grid, "solver_seconds": round(seconds, 2),
                          **_scores(maps, work["masks"], settings["taus"], True)}
     heldout, _ = _measure(settings, "heldout", device, progress)

@@ -241,7 +241,8 @@ def _run(s: dict, progress: bool, device: str) -> dict:
     channels: dict = {}
     for layer in s["channel_layers"]:
         chans = strongest_channels(net, layer, s["n_channels"], size)
-        r = feature_visualization(net, chans, steps=s["steps"], lr=s["lr"], image_size=size, seed=0, layer=layer,
+        r = feature_visualization(net, chans, steps=s["steps"], lr=s["lr"], image_size=size, seed=0,
+                                  target_layer=layer,
                                   **s["arms"]["robust_fourier"])
         channels[layer] = {str(c): {"mean": float(v), "image": png_b64(img, s["image_side"])}
                            for c, v, img in zip(chans, r.score, r.images, strict=True)}

@@ -40,8 +40,7 @@ SETTINGS: dict = {
 
 def cam_family(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int = 25) -> dict:
     """CAM, Grad-CAM, Grad-CAM++ and LayerCAM at ``head`` from one backbone pass per image (normalized, 224²)."""
-    from ..saliency import CAM, GradCAM, GradCAMPlusPlus, LayerCAM
-    from ..saliency._base import normalize_maps, upsample_maps
+    from ..saliency import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, normalize_maps, upsample_maps
 
     with torch.no_grad():
         a = torch.cat([model.features(images[s : s + batch_size]) for s in range(0, len(images), batch_size)])

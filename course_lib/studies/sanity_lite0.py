@@ -56,8 +56,7 @@ def randomize(model: nn.Module, names: list[str], seed: int) -> None:
 def all_maps(model, x: torch.Tensor, y: torch.Tensor, layer: str) -> dict:
     """The four methods' normalized maps; Guided Grad-CAM as guided backpropagation times the upsampled raw
     Grad-CAM map (what :class:`~course_lib.saliency.GuidedGradCAM` computes, tested equal), to save a pass."""
-    from ..saliency import GradCAM, GradCAMPlusPlus, GuidedBackprop
-    from ..saliency._base import normalize_maps, upsample_maps
+    from ..saliency import GradCAM, GradCAMPlusPlus, GuidedBackprop, normalize_maps, upsample_maps
 
     size = tuple(x.shape[-2:])
     cam = upsample_maps(GradCAM(model, layer)(x, y, upsample=False, normalize=False), size)

@@ -78,7 +78,7 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
 
 def stored_maps(results: dict, size: int = SETTINGS["size"]) -> torch.Tensor:
     """The stored raw maps upsampled to ``size`` and min-max normalized, as ``ScoreCAM.__call__`` does."""
-    from ..saliency._base import normalize_maps, upsample_maps
+    from ..saliency import normalize_maps, upsample_maps
 
     return normalize_maps(upsample_maps(torch.tensor(results["raw_maps"]), (size, size)))
 

@@ -137,7 +137,7 @@ class AscentResult:
     start_images: torch.Tensor
 
 
-def _as_targets(target, name: str = "target") -> torch.Tensor:
+def _as_targets(target, name: str = "targets") -> torch.Tensor:
     if isinstance(target, bool):
         raise TypeError(f"{name} must be an int or a sequence of ints, got {target!r}")
     if isinstance(target, numbers.Integral):
@@ -154,15 +154,15 @@ def _as_targets(target, name: str = "target") -> torch.Tensor:
 
 def activation_maximization(
     model: nn.Module,
-    target,
+    targets,
     steps: int = 100,
     lr: float = 0.01,
     *,
     l2: float | Sequence[float] = 0.0,
     tv: float | Sequence[float] = 0.0,
     jitter: int = 0,
-    seed: int = 0,
-    layer: Layer | None = None,
+    seed: int | torch.Generator = 0,
+    target_layer: Layer | None = None,
     position: tuple[int, int] | None = None,
     image_size: Size = 64,
     init: torch.Tensor | None = None,
@@ -190,21 +190,24 @@ def activation_maximization(
 
     The target score :math:`S` is
 
-    * ``layer=None`` — class ``target``'s score in the model's output, **before** softmax (maximizing a
-      probability can be done by lowering the other classes instead);
-    * ``layer`` given, ``position=None`` — the mean activation of channel ``target`` over the feature map;
-    * ``layer`` and ``position=(row, col)`` given — the single unit at that position of channel ``target``.
+    * ``target_layer=None`` — the score of class :math:`c` (an entry of ``targets``) in the model's output,
+      **before** softmax (maximizing a probability can be done by lowering the other classes instead);
+    * ``target_layer`` given, ``position=None`` — the mean activation of channel :math:`c` over the feature map;
+    * ``target_layer`` and ``position=(row, col)`` given — the single unit at that position of channel :math:`c`.
+
+    The function reads as its parts: the argument checks, the starting images, the score :math:`S`
+    (:func:`_target_score`), one ascent step (:func:`_ascent_step`) and the loop.
 
     Args:
         model: the network (run in eval mode, restored afterwards; its parameters' ``.grad`` is not touched).
-        target: a class or channel index, or a sequence of them (one image per entry).
+        targets: a class or channel index, or a sequence of them (one image per entry).
         steps: number of ascent steps.
         lr: step size :math:`\eta`.
         l2: :math:`\lambda_2`, one number or one per target (to compare strengths side by side).
         tv: :math:`\lambda_{TV}`, one number or one per target.
         jitter: largest shift in pixels (0 = none).
-        seed: seeds the starting noise and the jitter.
-        layer: ``None`` (class scores) or a layer of the model (module or dotted name).
+        seed: an int or a ``torch.Generator``; it draws the starting noise and the jitter.
+        target_layer: ``None`` (class scores) or a layer of the model (module or dotted name).
         position: ``(row, col)`` of a unit in the layer's feature map, or ``None`` for the channel mean.
         image_size: side (or ``(height, width)``) of the synthesized images.
         init: optional starting images ``(1 or T, 3, H, W)`` in ``[0, 1]``; default mid-grey plus noise of
@@ -217,12 +220,13 @@ def activation_maximization(
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
-        >>> res = activation_maximization(net, [0, 1], steps=5, layer="1", image_size=16, progress=False)
+        >>> res = activation_maximization(net, [0, 1], steps=5, target_layer="1", image_size=16, progress=False)
         >>> res.images.shape
         torch.Size([2, 3, 16, 16])
     """
-    probe = LayerProbe(model, layer)
-    targets = _as_targets(target)
+    # the arguments
+    probe = LayerProbe(model, target_layer)
+    targets = _as_targets(targets)
     steps = check_int(steps, "steps", minimum=1)
     lr = check_positive(lr, "lr")
     l2 = _weights(l2, "l2", len(targets))
@@ -230,42 +234,18 @@ def activation_maximization(
     jitter = check_int(jitter, "jitter", minimum=0)
     g = generator(seed)  # checks the seed
     check_choice(optimizer, "optimizer", ("adam", "sgd"))
-    if position is not None and layer is None:
-        raise ValueError("position needs a layer: class scores have no spatial position")
-    h, w = check_size(image_size, "image_size")
+    if position is not None and target_layer is None:
+        raise ValueError("position needs a target_layer: class scores have no spatial position")
+    size = check_size(image_size, "image_size")
     device = probe.device
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     n = len(targets)
-    if init is None:  # one starting image shared by all targets: a target's run does not depend on the others
-        start = (0.5 + 0.01 * torch.randn(1, 3, h, w, generator=g)).expand(n, -1, -1, -1)
-    else:
-        start = check_images(init, "init", value_range=True).detach().cpu()
-        if start.shape[0] not in (1, n):
-            raise ValueError(f"init must hold 1 or {n} images (one per target), got shape {tuple(start.shape)}")
-        start = start.expand(n, -1, -1, -1)
-        h, w = start.shape[-2:]
+    # the starting images, then the jitter (both from g, in this order)
+    start = _start_images(init, n, size, g).to(dtype)  # the model's precision (float64 models ascend in float64)
     shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=g).tolist()
-    start = start.to(dtype)  # the model's precision (float64 models ascend in float64)
     image = (start.clamp(0, 1) - 0.5).to(device).requires_grad_(True)
-    targets_dev = targets.to(device)
-
-    def score(x: torch.Tensor) -> torch.Tensor:
-        out = probe(x)
-        probe.check_channel(out, targets, "target")
-        rows = torch.arange(n, device=device)
-        if out.ndim == 2:
-            if position is not None:
-                raise ValueError(f"position must be None for a layer with (N, C) output, got {position!r}")
-            return out[rows, targets_dev]
-        maps = out[rows, targets_dev]  # (T, h, w)
-        if position is None:
-            return maps.flatten(1).mean(1)
-        if not (isinstance(position, (tuple, list)) and len(position) == 2):
-            raise ValueError(f"position must be a (row, col) pair, got {position!r}")
-        r = check_int(position[0], "position[0]", minimum=0, maximum=maps.shape[1] - 1)
-        c = check_int(position[1], "position[1]", minimum=0, maximum=maps.shape[2] - 1)
-        return maps[:, r, c]
-
+    score = _target_score(probe, targets, position)
+    # the loop
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     opt = opt_cls([image], lr=lr, maximize=True)
     history = torch.empty(steps, n)
@@ -274,18 +254,7 @@ def activation_maximization(
             start_act = score(image + 0.5).detach()
         bar = tqdm(range(steps), disable=not progress, desc="gradient ascent")
         for t in bar:
-            dy, dx = shifts[t]
-            x = image + 0.5
-            if dy or dx:
-                x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-            s = score(x)
-            objective = ascent_objective(s, image, l2=l2, tv=tv)
-            (grad,) = torch.autograd.grad(objective.sum(), image)
-            image.grad = grad
-            opt.step()
-            with torch.no_grad():
-                image.clamp_(-0.5, 0.5)
-            history[t] = s.detach().float().cpu()
+            history[t] = _ascent_step(image, opt, score, shifts[t], l2, tv).float().cpu()
             if progress and (t % 10 == 0 or t == steps - 1):
                 bar.set_postfix(score=f"{float(history[t].mean()):.3g}")
         with torch.no_grad():
@@ -300,3 +269,60 @@ def activation_maximization(
         targets=targets,
         start_images=start.clamp(0, 1).to(device),
     )
+
+
+def _start_images(init: torch.Tensor | None, n: int, size: tuple[int, int], g: torch.Generator) -> torch.Tensor:
+    """``(n, 3, H, W)`` starting images on the CPU: ``init`` (1 or ``n`` images in ``[0, 1]``, checked), or one
+    mid-grey image plus noise of standard deviation 0.01 drawn from ``g``, shared by all targets (so that a
+    target's run does not depend on the others)."""
+    if init is None:
+        return (0.5 + 0.01 * torch.randn(1, 3, *size, generator=g)).expand(n, -1, -1, -1)
+    start = check_images(init, "init", value_range=True).detach().cpu()
+    if start.shape[0] not in (1, n):
+        raise ValueError(f"init must hold 1 or {n} images (one per target), got shape {tuple(start.shape)}")
+    return start.expand(n, -1, -1, -1)
+
+
+def _target_score(probe: LayerProbe, targets: torch.Tensor, position):
+    """The score :math:`S` as a function of the input ``(T, 3, H, W)``: entry :math:`t` is class or channel
+    ``targets[t]`` of image :math:`t` (the channel's mean, or its unit at ``position``)."""
+    device = probe.device
+    targets_dev = targets.to(device)
+    rows = torch.arange(len(targets), device=device)
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        out = probe(x)
+        probe.check_channel(out, targets, "targets")
+        if out.ndim == 2:
+            if position is not None:
+                raise ValueError(f"position must be None for a layer with (N, C) output, got {position!r}")
+            return out[rows, targets_dev]
+        maps = out[rows, targets_dev]  # (T, h, w)
+        if position is None:
+            return maps.flatten(1).mean(1)
+        if not (isinstance(position, (tuple, list)) and len(position) == 2):
+            raise ValueError(f"position must be a (row, col) pair, got {position!r}")
+        r = check_int(position[0], "position[0]", minimum=0, maximum=maps.shape[1] - 1)
+        c = check_int(position[1], "position[1]", minimum=0, maximum=maps.shape[2] - 1)
+        return maps[:, r, c]
+
+    return score
+
+
+def _ascent_step(image: torch.Tensor, opt: torch.optim.Optimizer, score, shift: tuple[int, int], l2, tv
+                 ) -> torch.Tensor:
+    r"""One step on the zero-centred ``image`` (in place): score the input shifted by ``shift`` (the jitter
+    :math:`\tau`), ascend :math:`J` (:func:`ascent_objective`) with ``opt``, clip to :math:`[-0.5, 0.5]`.
+    Returns the detached scores :math:`S(\tau(I))` the step used."""
+    dy, dx = shift
+    x = image + 0.5
+    if dy or dx:
+        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    s = score(x)
+    objective = ascent_objective(s, image, l2=l2, tv=tv)
+    (grad,) = torch.autograd.grad(objective.sum(), image)
+    image.grad = grad
+    opt.step()
+    with torch.no_grad():
+        image.clamp_(-0.5, 0.5)
+    return s.detach()

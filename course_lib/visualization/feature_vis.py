@@ -46,11 +46,22 @@ class FourierImage(nn.Module):
     the learnable complex spectrum (initialized with standard deviation ``init_std``), ``s`` the per-frequency
     scale :math:`1/\max(|f|, 1/\max(H, W))` (frequencies in cycles per pixel) and ``C`` the colour matrix
     :data:`COLOR_SQRT_COVARIANCE`, columns normalized to a largest norm of 1.
+
+    Args:
+        n: number of images.
+        height, width: their size.
+        seed: an int or a ``torch.Generator`` drawing the initial spectrum (``None``: torch's global generator).
+        init_std: standard deviation of the initial spectrum.
+
+    Example:
+        >>> FourierImage(2, 8, 10, seed=0)().shape
+        torch.Size([2, 3, 8, 10])
     """
 
-    def __init__(self, n: int, height: int, width: int, generator: torch.Generator | None = None,
+    def __init__(self, n: int, height: int, width: int, seed: int | torch.Generator | None = None,
                  init_std: float = 0.01) -> None:
         super().__init__()
+        g = None if seed is None else generator(seed)
         n = check_int(n, "n", minimum=1)
         height = check_int(height, "height", minimum=2)
         width = check_int(width, "width", minimum=2)
@@ -58,7 +69,7 @@ class FourierImage(nn.Module):
         fx = torch.fft.rfftfreq(width)[None, :]
         freq = (fx**2 + fy**2).sqrt()
         self.register_buffer("scale", 1.0 / freq.clamp(min=1.0 / max(height, width)))
-        spectrum = init_std * torch.randn(n, 3, height, width // 2 + 1, 2, generator=generator)
+        spectrum = init_std * torch.randn(n, 3, height, width // 2 + 1, 2, generator=g)
         self.spectrum = nn.Parameter(spectrum)
         colour = COLOR_SQRT_COVARIANCE / COLOR_SQRT_COVARIANCE.norm(dim=0).max()
         self.register_buffer("colour", colour)
@@ -71,12 +82,18 @@ class FourierImage(nn.Module):
         return torch.sigmoid(rgb)
 
 
-def robust_transform(x: torch.Tensor, g: torch.Generator, shift: int = 16, scale: float = 0.1,
+def robust_transform(x: torch.Tensor, seed: int | torch.Generator, shift: int = 16, scale: float = 0.1,
                      degrees: float = 10.0) -> torch.Tensor:
     """One random shift (up to ``shift`` pixels), scaling (factor in ``[1 - scale, 1 + scale]``) and rotation (up
-    to ``degrees``), the same for the whole batch, drawn from ``g``; the image is reflected at its borders."""
+    to ``degrees``), the same for the whole batch, drawn from ``seed`` (an int, or a ``torch.Generator`` that
+    advances); the image is reflected at its borders.
+
+    Example:
+        >>> robust_transform(torch.rand(2, 3, 16, 16), seed=0).shape
+        torch.Size([2, 3, 16, 16])
+    """
     n, _, h, w = x.shape
-    t = torch.rand(4, generator=g)
+    t = torch.rand(4, generator=generator(seed))
     dy, dx = ((2 * t[:2] - 1) * shift).tolist()
     s = 1.0 + (2 * float(t[2]) - 1) * scale
     a = math.radians((2 * float(t[3]) - 1) * degrees)
@@ -105,16 +122,17 @@ class FeatureVisResult:
     checkpoint_images: dict
 
 
-def feature_visualization(model: nn.Module, target, steps: int = 256, lr: float = 0.05, *, param: str = "fourier",
-                          robust: bool = True, l2: float = 0.0, tv: float = 0.0, jitter: int = 0,
-                          objective: str = "logit", layer=None, image_size: int = 224, seed: int = 0,
+def feature_visualization(model: nn.Module, targets, steps: int = 256, lr: float = 0.05, *,
+                          param: str = "fourier", robust: bool = True, l2: float = 0.0, tv: float = 0.0,
+                          jitter: int = 0, objective: str = "logit", target_layer=None, image_size: int = 224,
+                          seed: int | torch.Generator = 0,
                           checkpoints=(), keep_checkpoint_images: bool = False,
                           progress: bool = False) -> FeatureVisResult:
     r"""Maximize a class score or a channel's mean activation by Adam on the image's parameters.
 
     Args:
         model: the network (run in eval mode).
-        target: a class (``layer=None``) or channel index, or a sequence of them (one image each).
+        targets: a class (``target_layer=None``) or channel index, or a sequence of them (one image each).
         steps, lr: Adam steps and step size.
         param: ``"pixel"`` (the zero-centred pixels, clipped to the valid range after each step, starting
             from mid-grey plus noise of standard deviation 0.01) or ``"fourier"`` (:class:`FourierImage`).
@@ -123,23 +141,23 @@ def feature_visualization(model: nn.Module, target, steps: int = 256, lr: float 
         jitter: largest random circular shift in pixels at every step (as in ``activation_maximization``).
         objective: ``"logit"`` (the class score before softmax, or the channel mean) or ``"log_softmax"``
             (class scores only).
-        layer: ``None`` for class scores, else the layer whose channel mean is maximized.
+        target_layer: ``None`` for class scores, else the layer whose channel mean is maximized.
         image_size: side of the square images.
-        seed: seeds the starting image and every random transformation.
+        seed: an int or a ``torch.Generator``; it draws the starting image and every random transformation.
         checkpoints: steps after which the score of the untransformed images is recorded.
         keep_checkpoint_images: also keep the images at those steps (``checkpoint_images``).
 
     Returns:
         A :class:`FeatureVisResult`.
     """
-    probe = LayerProbe(model, layer)
-    targets = _as_targets(target)
+    probe = LayerProbe(model, target_layer)
+    targets = _as_targets(targets)
     steps = check_int(steps, "steps", minimum=1)
     lr = check_positive(lr, "lr")
     check_choice(param, "param", ("pixel", "fourier"))
     check_choice(objective, "objective", ("logit", "log_softmax"))
-    if objective == "log_softmax" and layer is not None:
-        raise ValueError("objective='log_softmax' needs class scores (layer=None)")
+    if objective == "log_softmax" and target_layer is not None:
+        raise ValueError("objective='log_softmax' needs class scores (target_layer=None)")
     l2 = check_nonnegative(l2, "l2")
     tv = check_nonnegative(tv, "tv")
     jitter = check_int(jitter, "jitter", minimum=0)
@@ -153,7 +171,7 @@ def feature_visualization(model: nn.Module, target, steps: int = 256, lr: float 
 
     def score(x: torch.Tensor) -> torch.Tensor:
         out = probe(x)
-        probe.check_channel(out, targets, "target")
+        probe.check_channel(out, targets, "targets")
         if out.ndim == 2:
             if objective == "log_softmax":
                 out = out.log_softmax(1)
@@ -161,7 +179,7 @@ def feature_visualization(model: nn.Module, target, steps: int = 256, lr: float 
         return out[rows, tdev].flatten(1).mean(1)
 
     if param == "fourier":
-        fourier = FourierImage(n, size, size, generator=g).to(device)
+        fourier = FourierImage(n, size, size, seed=g).to(device)
         params = list(fourier.parameters())
 
         def image() -> torch.Tensor:

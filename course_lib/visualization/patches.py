@@ -61,7 +61,7 @@ def _crop(image: torch.Tensor, y1: int, x1: int, rh: int, rw: int) -> torch.Tens
 
 def top_activating_patches(
     model: nn.Module,
-    layer: Layer,
+    target_layer: Layer,
     channel: int | Sequence[int],
     images: Images,
     k: int = 8,
@@ -69,16 +69,16 @@ def top_activating_patches(
     batch_size: int = 256,
     progress: bool = False,
 ) -> TopPatches | list[TopPatches]:
-    r"""The input patches that activate channel ``channel`` of ``layer`` most strongly over ``images``.
+    r"""The input patches that activate channel ``channel`` of ``target_layer`` most strongly over ``images``.
 
-    Every image is passed through the network up to ``layer``; the activations :math:`A_{c,i,j}` of the
+    Every image is passed through the network up to ``target_layer``; the activations :math:`A_{c,i,j}` of the
     channel are ranked, and for the ``k`` largest the receptive field of unit :math:`(i, j)`
     (:func:`receptive_field`) gives the patch of the image that the unit sees (Zeiler & Fergus, ECCV 2014;
     Girshick et al., CVPR 2014). The model runs in eval mode, which is restored afterwards.
 
     Args:
         model: the network.
-        layer: a convolutional layer of ``model`` (module or dotted name) whose output is ``(N, C, h, w)``.
+        target_layer: a convolutional layer of ``model`` (module or dotted name) whose output is ``(N, C, h, w)``.
         channel: the channel (feature map) to rank, or a sequence of channels (ranked in the same passes).
         images: ``(N, 3, H, W)`` images in the model's input space.
         k: how many patches to return.
@@ -97,9 +97,9 @@ def top_activating_patches(
         >>> top.patches.shape
         torch.Size([3, 3, 3, 3])
     """
-    probe = LayerProbe(model, layer)
-    if probe.layer is model:
-        raise ValueError("layer must be a convolutional layer inside the model, not the model itself")
+    probe = LayerProbe(model, target_layer)
+    if probe.target_layer is model:
+        raise ValueError("target_layer must be a convolutional layer inside the model, not the model itself")
     images = check_images(images, "images")
     single = not isinstance(channel, (list, tuple, range))
     channels = [check_int(c, "channel") for c in ([channel] if single else channel)]
@@ -108,14 +108,14 @@ def top_activating_patches(
     k = check_int(k, "k", minimum=1)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     h, w = images.shape[-2:]
-    field = receptive_field(model, layer, input_size=(h, w))
+    field = receptive_field(model, target_layer, input_size=(h, w))
     device = probe.device
     chunks = []
     with model_mode(model), torch.no_grad():
         for start in tqdm(range(0, len(images), batch_size), disable=not progress, desc="activations"):
             out = probe(images[start : start + batch_size].to(device))
             if out.ndim != 4:
-                raise ValueError(f"layer must output (N, C, h, w) feature maps, got shape {tuple(out.shape)}")
+                raise ValueError(f"target_layer must output (N, C, h, w) feature maps, got shape {tuple(out.shape)}")
             probe.check_channel(out, torch.tensor(channels), "channel")
             chunks.append(out[:, channels].flatten(2).float().cpu())  # (B, n_channels, h*w)
             fmap_w = out.shape[-1]

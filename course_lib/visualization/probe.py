@@ -20,7 +20,7 @@ class LayerProbe:
 
     Args:
         model: the network.
-        layer: a submodule or its dotted name; ``None`` (or the model itself) means the model's own output.
+        target_layer: a submodule or its dotted name; ``None`` (or the model itself) means the model's own output.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
@@ -28,9 +28,9 @@ class LayerProbe:
         torch.Size([2, 4, 6, 6])
     """
 
-    def __init__(self, model: nn.Module, layer: Layer | None = None) -> None:
+    def __init__(self, model: nn.Module, target_layer: Layer | None = None) -> None:
         self.model = check_module(model)
-        self.layer = None if layer is None else resolve_layer(model, layer, name="layer")
+        self.target_layer = None if target_layer is None else resolve_layer(model, target_layer, name="target_layer")
 
     @property
     def device(self) -> torch.device:
@@ -38,9 +38,9 @@ class LayerProbe:
         return module_device(self.model)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.layer is None or self.layer is self.model:
+        if self.target_layer is None or self.target_layer is self.model:
             return self.model(x)
-        with capture(self.layer, "the layer", stop=True) as hooked:
+        with capture(self.target_layer, "the target_layer", stop=True) as hooked:
             self.model(x)
         out = hooked.last()
         if not isinstance(out, torch.Tensor):
@@ -49,7 +49,7 @@ class LayerProbe:
 
     def check_channel(self, out: torch.Tensor, channel: torch.Tensor, name: str) -> None:
         """Raise a ``ValueError`` unless ``out`` is ``(N, C)`` or ``(N, C, H, W)`` and every ``channel`` < ``C``."""
-        what = "classes" if self.layer is None else "channels"
+        what = "classes" if self.target_layer is None else "channels"
         if out.ndim not in (2, 4):
             raise ValueError(f"the layer's output must be (N, C) or (N, C, H, W), got shape {tuple(out.shape)}")
         if bool((channel < 0).any()) or bool((channel >= out.shape[1]).any()):

@@ -188,8 +188,8 @@ def _walk(module: nn.Module, name: str, state: _FieldState, target: nn.Module | 
     return False
 
 
-def receptive_field(model: nn.Module, layer: Layer, input_size: Size | None = None) -> ReceptiveField:
-    r"""The receptive field of the units of ``layer``, computed analytically from the architecture.
+def receptive_field(model: nn.Module, target_layer: Layer, input_size: Size | None = None) -> ReceptiveField:
+    r"""The receptive field of the units of ``target_layer``, computed analytically from the architecture.
 
     Starting from one pixel (:math:`r_0 = j_0 = 1`, :math:`a_0 = 0`), every convolution or pooling window with
     kernel :math:`k`, stride :math:`s`, padding :math:`p` and dilation :math:`d` updates
@@ -211,7 +211,7 @@ def receptive_field(model: nn.Module, layer: Layer, input_size: Size | None = No
 
     Args:
         model: the network.
-        layer: a submodule of ``model`` or its dotted name (``"features.9"``, ``"layer3"``); for a container the
+        target_layer: a submodule of ``model`` or its dotted name (``"features.9"``, ``"layer3"``); for a container the
             field of its output is returned.
         input_size: ``(height, width)`` of the input (or one int). Needed only to pass adaptive pooling layers;
             when given, the feature map size is reported too.
@@ -220,7 +220,7 @@ def receptive_field(model: nn.Module, layer: Layer, input_size: Size | None = No
         A :class:`ReceptiveField`: ``size``, ``jump`` and ``start``, each ``(rows, columns)``.
 
     Raises:
-        ValueError: ``layer`` is not in the model, or the path to it crosses a linear/flatten layer.
+        ValueError: ``target_layer`` is not in the model, or the path to it crosses a linear/flatten layer.
         TypeError: a module on the path whose spatial action is unknown.
 
     Example:
@@ -228,14 +228,14 @@ def receptive_field(model: nn.Module, layer: Layer, input_size: Size | None = No
         >>> receptive_field(net, "2")
         ReceptiveField(size=(8, 8), jump=(2, 2), start=(-3, -3), output_size=None)
     """
-    target = resolve_layer(model, layer, name="layer")
+    target = resolve_layer(model, target_layer, name="target_layer")
     state = _FieldState(check_size(input_size, "input_size") if input_size is not None else None)
     if target is model:
         _walk(model, "", state, None)
         return state.result()
     if not _walk(model, "", state, target):
         raise ValueError(
-            f"layer {layer if isinstance(layer, str) else type(layer).__name__!r} is not on the main path of the "
+            f"target_layer {target_layer if isinstance(target_layer, str) else type(target_layer).__name__!r} is not on the main path of the "
             "model (it sits only in a skipped branch)"
         )
     return state.result()

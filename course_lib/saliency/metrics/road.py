@@ -16,7 +16,7 @@ import torch
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
-from ..._checks import check_choice, check_images, check_nonnegative, check_seed
+from ..._checks import check_choice, check_images, check_nonnegative, generator
 from ..._types import Maps, Targets
 from ._common import check_maps, inference, probabilities, resolve_targets
 
@@ -28,7 +28,7 @@ NEIGHBOURS = [(-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12), (0, -1, 1 / 6),
 
 
 def linear_imputation(image: torch.Tensor, removed: torch.Tensor, noise: float = 0.0,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      seed: int | torch.Generator | None = None) -> torch.Tensor:
     r"""Fill the ``removed`` pixels of one ``(C, H, W)`` image by noisy linear imputation.
 
     Every removed pixel :math:`p` must equal the weighted mean of its neighbours :math:`q` inside the image,
@@ -46,7 +46,8 @@ def linear_imputation(image: torch.Tensor, removed: torch.Tensor, noise: float =
         image: ``(C, H, W)`` float tensor.
         removed: ``(H, W)`` boolean mask of the pixels to fill.
         noise: standard deviation of the added noise (ROAD: 0.01 on images in ``[0, 1]``).
-        generator: the noise's random generator.
+        seed: an int or a ``torch.Generator`` (which advances) drawing the noise; ``None``: torch's global
+            generator.
 
     Example:
         >>> image = torch.zeros(1, 3, 3); image[0, :, 2] = 1.0
@@ -90,7 +91,7 @@ def linear_imputation(image: torch.Tensor, removed: torch.Tensor, noise: float =
     out = image.detach().clone().reshape(c, -1)
     filled = torch.as_tensor(solution.T, dtype=image.dtype, device=image.device)
     if noise > 0:
-        eps = torch.randn(filled.shape, generator=generator, dtype=image.dtype)
+        eps = torch.randn(filled.shape, generator=None if seed is None else generator(seed), dtype=image.dtype)
         filled = filled + noise * eps.to(image.device)
     out[:, torch.as_tensor(rows * w + cols, device=image.device)] = filled
     return out.reshape(c, h, w)
@@ -98,7 +99,7 @@ def linear_imputation(image: torch.Tensor, removed: torch.Tensor, noise: float =
 
 def road(model, images: torch.Tensor, maps: Maps, targets: Targets = None, *,
          fractions=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), order: str = "most", noise: float = 0.01,
-         seed: int = 0, clip: tuple[float, float] | None = (0.0, 1.0),
+         seed: int | torch.Generator = 0, clip: tuple[float, float] | None = (0.0, 1.0),
          batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     r"""ROAD curves: the class probability after the most (or least) salient fraction :math:`f` of the pixels is
     removed and filled by :func:`linear_imputation`.
@@ -117,7 +118,7 @@ def road(model, images: torch.Tensor, maps: Maps, targets: Targets = None, *,
         fractions: the fractions of pixels removed, each in ``(0, 1)``.
         order: ``"most"`` (MoRF) or ``"least"`` (LeRF) relevant first.
         noise: the imputation noise.
-        seed: seeds the noise.
+        seed: an int or a ``torch.Generator``; it draws the noise of every imputation of the call.
         clip: ``(low, high)``: the filled images are clipped to this range, the model's input range (the
             noise can push a filled pixel just outside it; the course's networks take images in
             :math:`[0, 1]` and reject others); ``None``: no clipping. Kept pixels inside the range are
@@ -145,7 +146,7 @@ def road(model, images: torch.Tensor, maps: Maps, targets: Targets = None, *,
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in clip)
                 or not clip[0] < clip[1]):
             raise ValueError(f"clip must be None or a pair (low, high) of numbers with low < high, got {clip!r}")
-    generator = torch.Generator().manual_seed(check_seed(seed))
+    g = generator(seed)
     with inference(model, images):
         t = resolve_targets(model, images, targets, batch_size)
         filled = []
@@ -156,7 +157,7 @@ def road(model, images: torch.Tensor, maps: Maps, targets: Targets = None, *,
                     removed = flat >= np.percentile(flat, 100 - 100 * f)
                 else:
                     removed = flat <= np.percentile(flat, 100 * f)
-                out = linear_imputation(image, torch.from_numpy(removed), noise, generator)
+                out = linear_imputation(image, torch.from_numpy(removed), noise, g)
                 filled.append(out if clip is None else out.clamp(float(clip[0]), float(clip[1])))
         probs = probabilities(model, torch.stack(filled), t.repeat_interleave(len(fractions)), batch_size)
     return torch.tensor(fractions, dtype=torch.float64), probs.reshape(len(images), len(fractions))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..._checks import check_int, check_probability
+from ..._checks import check_int, check_probability, generator
 
 __all__ = ["bootstrap_interval"]
 
@@ -50,10 +50,7 @@ def bootstrap_interval(
         raise ValueError("values must be finite")
     confidence = check_probability(confidence, "confidence", open_interval=True)
     n_resamples = check_int(n_resamples, "n_resamples", minimum=1)
-    if isinstance(seed, torch.Generator):
-        g = seed
-    else:
-        g = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0, maximum=2**63 - 1))
+    g = generator(seed)
     idx = torch.randint(v.numel(), (n_resamples, v.numel()), generator=g)
     means = v[idx].mean(1)
     alpha = 1 - confidence

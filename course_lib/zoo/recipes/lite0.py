@@ -196,7 +196,7 @@ def localization_scores(model: nn.Module, n: int, seed: int, device: torch.devic
         low = explainer(f, y.to(device), upsample=False).cpu()
         maps.append(F.interpolate(low[:, None], size=data.images.shape[-2:], mode="bilinear",
                                   align_corners=False)[:, 0])
-    from ...saliency._base import normalize_maps
+    from ...saliency import normalize_maps
 
     maps = normalize_maps(torch.cat(maps))
     return {"accuracy": float(torch.cat(correct).float().mean()),

@@ -71,7 +71,7 @@ def test_ascent_raises_the_score_and_records_checkpoints():
     net = _net()
     r = feature_visualization(net, 1, steps=6, image_size=16, checkpoints=(1, 6), keep_checkpoint_images=True)
     with torch.no_grad():
-        start = net(FourierImage(1, 16, 16, generator=torch.Generator().manual_seed(0))())[0, 1]
+        start = net(FourierImage(1, 16, 16, seed=0)())[0, 1]
     assert float(r.score[0]) > float(start)
     assert sorted(r.checkpoints) == [1, 6] and torch.allclose(r.checkpoints[6], r.score)
     assert r.checkpoint_images[6].shape == (1, 3, 16, 16)

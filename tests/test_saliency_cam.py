@@ -11,39 +11,11 @@ from torch import nn
 
 from course_lib.models import SmallCNN
 from course_lib.saliency import CAM, RISE, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
-from course_lib.saliency.rise import rise_masks
 from tests.helpers import assert_close
+from tests.helpers.models import A0, A1, X_TINY, SquareModel, check_batch_equals_single_images, tiny_model
 
 LAYER_METHODS = [CAM, GradCAM, GradCAMPlusPlus, lambda m, layer: SmoothGradCAMPlusPlus(m, layer, n_samples=2)]
 LAYER_IDS = ["cam", "gradcam", "gradcam++", "smooth"]
-
-
-# ---------------------------------------------------------------------- tiny fixed-weight model
-def tiny_model(inplace_relu: bool = False) -> nn.Sequential:
-    r"""x (1 channel, 2×2) -> 1×1 conv to two maps A^0 = x, A^1 = 5 - x -> flatten -> linear(8 -> 2).
-
-    The class scores are linear in A, so dy^c/dA^k_ij is the linear layer's weight V^c_kij:
-      class 0: V^0 = [[1, 1], [1, 1]] on A^0, [[0, 0], [0, -2]] on A^1
-      class 1: V^1 = [[3, 0], [0, 0]] on A^0, [[0, 0], [0, 2]] on A^1
-    """
-    conv = nn.Conv2d(1, 2, 1)
-    lin = nn.Linear(8, 2)
-    with torch.no_grad():
-        conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
-        conv.bias.copy_(torch.tensor([0.0, 5.0]))
-        lin.weight.copy_(
-            torch.tensor([[1, 1, 1, 1, 0, 0, 0, -2], [3, 0, 0, 0, 0, 0, 0, 2]], dtype=torch.float32)
-        )
-        lin.bias.zero_()
-    layers = [conv]
-    if inplace_relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers, nn.Flatten(), lin)
-
-
-X_TINY = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
-A0 = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-A1 = torch.tensor([[4.0, 3.0], [2.0, 1.0]])
 
 
 def test_gradcam_on_tiny_model_matches_hand_computation():
@@ -129,13 +101,37 @@ def test_gradcam_matches_plain_autograd_on_resnet18():
     want = torch.relu((g.mean((2, 3))[:, :, None, None] * a).sum(1)).detach()
     got = GradCAM(model, "layer4")(x, upsample=False, normalize=False)
     assert_close(got, want, atol=1e-6, rtol=1e-4)
-    # Grad-CAM++ from the same gradients, with the closed form written out here
-    g2, g3 = g**2, g**3
-    denom = 2 * g2 + a.detach().sum((2, 3), keepdim=True) * g3
-    alpha = torch.where(g != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(g))
-    w = (alpha * torch.relu(g)).sum((2, 3))
-    want_pp = torch.relu((w[:, :, None, None] * a.detach()).sum(1))
-    assert_close(GradCAMPlusPlus(model, "layer4")(x, upsample=False, normalize=False), want_pp, atol=1e-6, rtol=1e-4)
+
+
+def test_gradcam_plus_plus_equals_pytorch_grad_cam_weights_on_resnet18():
+    """The weights from pytorch-grad-cam 1.5.7 (``GradCAMPlusPlus.get_cam_weights``, eq. 19 of Chattopadhyay et
+    al.) applied to layer4's activations and gradients, computed here with plain autograd.
+
+    pytorch-grad-cam adds eps = 1e-6 to alpha's denominator 2 g^2 + sum(A) g^3 >= 2 g^2 (where g > 0, the only
+    positions that count): a relative change of at most 1e-6 / (2 g^2). The head's weights are set so that every
+    gradient has |g| >= 0.1 (g = W / (h w) through the average pooling): at most 5e-5, hence rtol 1e-4
+    (float64 elsewhere)."""
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    torch.manual_seed(1)
+    model = torchvision.models.resnet18(weights=None, num_classes=6).double().eval()
+    x = torch.rand(2, 3, 64, 64, dtype=torch.float64)
+    trunk = nn.Sequential(*list(model.children())[:-2])
+    with torch.no_grad():
+        a = trunk(x)  # (2, 512, 2, 2)
+        cells = a.shape[-2] * a.shape[-1]
+        size = torch.empty_like(model.fc.weight).uniform_(0.1, 1.0) * cells  # |g| = |W| / cells in [0.1, 1]
+        model.fc.weight.copy_(size * torch.where(torch.rand_like(size) < 0.5, -1.0, 1.0))
+    a.requires_grad_(True)
+    logits = model.fc(torch.flatten(model.avgpool(a), 1))
+    target = logits.argmax(1)
+    (g,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), a)
+    assert float(g.abs().min()) >= 0.1 - 1e-12
+    a = a.detach()
+    w = torch.from_numpy(pgc.GradCAMPlusPlus.get_cam_weights(None, x, None, None, a.numpy(), g.numpy()))
+    want = torch.relu((w[:, :, None, None] * a).sum(1))
+    assert float(want.amax()) > 0  # a non-trivial map
+    got = GradCAMPlusPlus(model, "layer4")(x, target, upsample=False, normalize=False)
+    assert_close(got, want, atol=1e-12, rtol=1e-4)
 
 
 # ---------------------------------------------------------------------- contract
@@ -157,14 +153,7 @@ def test_output_contract(method):
 
 @pytest.mark.parametrize("method", [GradCAM, GradCAMPlusPlus], ids=["gradcam", "gradcam++"])
 def test_batch_equals_single_images(method):
-    # float64: batched and single-image float32 convolutions differ by ~1e-7 relative, and the per-image
-    # min-max normalization can magnify that by the inverse of a map's range; in float64 1e-9 is a real test.
-    model = SmallCNN(num_classes=5, width=8, norm="batch").double().eval()
-    x = torch.rand(4, 3, 32, 32, dtype=torch.float64)
-    together = method(model, "features")(x, torch.tensor([0, 1, 2, 3]))
-    alone = torch.cat([method(model, "features")(x[i : i + 1], i) for i in range(4)])
-    assert together.dtype == torch.float64
-    assert_close(together, alone, atol=1e-9, rtol=1e-9)
+    check_batch_equals_single_images(method)  # float64, 1e-9: see its docstring
 
 
 def test_constant_map_gives_zeros_not_nan():
@@ -365,19 +354,6 @@ def test_smooth_gradcam_plus_plus():
         SmoothGradCAMPlusPlus(model, "features", average="mean")
 
 
-class SquareModel(nn.Module):
-    """A = x (the target layer ``a``, 1 channel, 1×3); y_c = 1/2 sum_j v_cj A_j^2, so dy_c/dA_j = v_cj A_j."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Identity()
-        self.register_buffer("v", torch.tensor([[1.0, -2.0, 0.5], [0.3, 1.0, -1.0]]))
-
-    def forward(self, x):
-        a = self.a(x).flatten(1)
-        return 0.5 * (a[:, None, :] ** 2 * self.v[None]).sum(-1)
-
-
 @pytest.mark.parametrize("average", ["derivatives", "maps"])
 def test_smooth_gradcam_plus_plus_hand_computed(average):
     """Both variants written out by hand, in float64, for a model whose gradient is known in closed form."""
@@ -422,67 +398,6 @@ def test_smooth_derivatives_at_the_last_layer_of_a_gap_network_is_gradcam_plus_p
     b = SmoothGradCAMPlusPlus(model, "features", n_samples=4, sigma=0.3, average="maps")(x)
     assert_close(a, plain, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(b, plain, atol=1e-3)
-
-
-# ---------------------------------------------------------------------- RISE
-class RegionModel(nn.Module):
-    """Softmax probability of class 0 = the mean of channel 0 over rows r0:r1 and columns c0:c1."""
-
-    def __init__(self, rows=(2, 6), cols=(8, 14)):
-        super().__init__()
-        self.rows, self.cols = rows, cols
-
-    def forward(self, x):
-        m = x[:, 0, self.rows[0] : self.rows[1], self.cols[0] : self.cols[1]].mean((1, 2)).clamp(1e-6, 1 - 1e-6)
-        return torch.stack([m.log(), (1 - m).log()], dim=1)
-
-
-def test_rise_puts_its_mass_in_the_region_the_score_reads():
-    model = RegionModel()
-    x = torch.ones(1, 3, 16, 16)
-    maps = RISE(model, n_masks=2000, grid_size=4, p=0.5, batch_size=500, seed=0)(x, 0)[0]
-    inside = torch.zeros(16, 16, dtype=torch.bool)
-    inside[2:6, 8:14] = True
-    assert float(maps[inside].mean()) > float(maps[~inside].mean()) + 0.3
-    peak = int(maps.argmax())
-    assert inside.flatten()[peak]
-    # far from the region the estimate is the mean score, E[f(x * M)] = E[mean of M over the region] = p
-    raw = RISE(model, n_masks=2000, grid_size=4, p=0.5, batch_size=500, seed=0)(x, 0, normalize=False)[0]
-    assert abs(float(raw[12:, :4].mean()) - 0.5) < 0.05
-
-
-def test_rise_equals_its_estimator_on_given_masks():
-    model = SmallCNN(num_classes=5, width=8).eval()
-    x = torch.rand(2, 3, 16, 16)
-    n, p = 40, 0.4
-    masks = rise_masks(n, (16, 16), grid_size=3, p=p, seed=3)
-    t = torch.tensor([1, 4])
-    with torch.no_grad():
-        want = torch.stack(
-            [
-                torch.einsum("m,mhw->hw", torch.softmax(model(x[i] * masks[:, None]), 1)[:, t[i]], masks) / (n * p)
-                for i in range(2)
-            ]
-        )
-    got = RISE(model, n_masks=n, grid_size=3, p=p, batch_size=16, seed=3)(x, t, normalize=False)
-    assert_close(got, want, atol=1e-6, rtol=1e-5)
-    # the masks, hence the maps, do not depend on the batch size
-    again = RISE(model, n_masks=n, grid_size=3, p=p, batch_size=7, seed=3)(x, t, normalize=False)
-    assert_close(again, got, atol=1e-6, rtol=1e-5)
-
-
-def test_rise_masks():
-    m = rise_masks(4000, (20, 30), grid_size=5, p=0.3, seed=0)
-    assert m.shape == (4000, 20, 30)
-    assert float(m.min()) >= 0 and float(m.max()) <= 1
-    assert abs(float(m.mean()) - 0.3) < 0.02  # E[M(lambda)] = p
-    assert torch.equal(rise_masks(5, 16, seed=1), rise_masks(5, 16, seed=1))
-    assert not torch.equal(rise_masks(5, 16, seed=1), rise_masks(5, 16, seed=2))
-    # a grid with every cell kept is all ones after upsampling and cropping
-    assert_close(rise_masks(3, 16, grid_size=4, p=1.0), torch.ones(3, 16, 16))
-    # the masks are smooth: neighbouring pixels differ by at most one bilinear step of the upsampled grid
-    steps = m[:, :, 1:] - m[:, :, :-1]
-    assert float(steps.abs().max()) <= 1 / 6 + 1e-6  # cell size ceil(30/5) = 6 pixels
 
 
 # ---------------------------------------------------------------------- CPU / GPU parity

@@ -6,18 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.saliency.augmented import (
-    affine_matrices,
-    augmentation_params,
-    downsample,
+from course_lib.saliency.superres import (
     operator_matrix,
     operator_norm_squared,
     sr_objective,
     super_resolve,
     tv_l1,
     tv_l1_subgradient,
-    warp,
 )
+from course_lib.saliency.warps import affine_matrices, augmentation_params, downsample, warp
 from tests.helpers import assert_close
 
 
@@ -180,7 +177,7 @@ def test_identity_without_regularization_downsamples_back_to_gradcam():
 @pytest.mark.parametrize("optimizer", ["subgradient", "adam"])
 def test_solver_objective_decreases(optimizer):
     gen = torch.Generator().manual_seed(3)
-    theta = affine_matrices(*augmentation_params(6, 20.0, 2.0, generator=gen), (16, 16))
+    theta = affine_matrices(*augmentation_params(6, 20.0, 2.0, seed=gen), (16, 16))
     g = torch.rand(2, 6, 4, 4, generator=gen)
     out = super_resolve(g, theta, (16, 16), lambda_tv=0.01, mu=0.001, iterations=40, optimizer=optimizer)
     assert out.objective.shape == (41, 2)
@@ -267,32 +264,38 @@ def test_explainer_contract_and_determinism():
 
     model, x = _model(), torch.rand(3, 3, 32, 32)
     explainer = AugmentedGradCAM(model, "features", n_augmentations=4, iterations=5, seed=3)
-    maps = explainer(x)
+    out = explainer.explain(x)
+    maps = out.maps
     assert maps.shape == (3, 32, 32)
     assert float(maps.min()) >= 0 and float(maps.max()) <= 1
     assert torch.equal(maps, explainer(x))
-    assert set(explainer.last_timing) == {"gradcam_s", "solver_s", "total_s"}
-    assert explainer.last_solution.objective.shape == (6, 3)
+    assert set(out.timing) == {"gradcam_s", "solver_s", "total_s"}
+    assert all(v >= 0 for v in out.timing.values())
+    assert out.timing["total_s"] >= out.timing["gradcam_s"] + out.timing["solver_s"] - 1e-9
+    assert out.solution.objective.shape == (6, 3)  # iterations + 1 rows, one column per image
+    assert out.theta.shape == (4, 2, 3) and out.low_res.shape == (3, 4, 8, 8)
+    assert not [k for k in vars(explainer) if k.startswith("last_")]
 
 
 def test_generator_seed_draws_the_warps_once_per_call():
     """With a Generator as seed the solver must invert the very warps the maps were measured with."""
     from course_lib.saliency import AugmentedGradCAM
-    from course_lib.saliency.augmented import super_resolve
 
     model, x = _model(), torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     kwargs = dict(n_augmentations=4, max_shift=3.0, iterations=10)
     by_int = AugmentedGradCAM(model, "features", seed=5, **kwargs)
     by_gen = AugmentedGradCAM(model, "features", seed=torch.Generator().manual_seed(5), **kwargs)
     # first call: the Generator draws exactly what a fresh generator seeded 5 draws
-    assert torch.equal(by_gen(x, normalize=False), by_int(x, normalize=False))
-    assert torch.equal(by_gen.last_theta, by_int.augmentations((32, 32)))
+    out_gen, out_int = by_gen.explain(x, normalize=False), by_int.explain(x, normalize=False)
+    assert torch.equal(out_gen.maps, out_int.maps)
+    assert torch.equal(out_gen.theta, by_int.augmentations((32, 32)))
     # second call: new warps, and the solution is that of the measurements under those warps
-    first = by_int.last_theta
-    maps = by_gen(x, 1, normalize=False)
-    theta = by_gen.last_theta
+    first = out_int.theta
+    second = by_gen.explain(x, 1, normalize=False)
+    maps, theta = second.maps, second.theta
     assert not torch.equal(theta, first)
-    g = by_gen.low_resolution_maps(x, 1, theta=theta)
+    g = by_gen.low_resolution_maps(x, 1, theta=theta).maps
+    assert torch.equal(g, second.low_res)
     scale = g[:, 0].flatten(1).amax(1)[:, None, None, None]
     expected = super_resolve(g / scale, theta, (32, 32), iterations=10).maps
     assert_close(maps, torch.relu(expected) * scale[:, 0], atol=1e-6 * float(scale.max()), rtol=1e-5)
@@ -304,8 +307,8 @@ def test_default_shift_is_one_cell_of_the_layer():
     model, x = _model(), torch.rand(1, 3, 32, 32)
     explainer = AugmentedGradCAM(model, "features", n_augmentations=64, max_angle=0.0, iterations=1, seed=0)
     assert explainer.shift((224, 224), (7, 7)) == 32.0 and explainer.shift((64, 64), (16, 16)) == 4.0
-    explainer(x)  # SmallCNN's features are 8×8 for 32×32 input: cells of 4 pixels
-    shifts_px = explainer.last_theta[:, :, 2] * 16  # normalized translation × W/2 (no rotation: R = I)
+    theta = explainer.explain(x).theta  # SmallCNN's features are 8×8 for 32×32 input: cells of 4 pixels
+    shifts_px = theta[:, :, 2] * 16  # normalized translation × W/2 (no rotation: R = I)
     assert float(shifts_px.abs().max()) <= 4.0 + 1e-5 and float(shifts_px.abs().max()) > 3.0
     with pytest.raises(ValueError, match="low_size"):
         explainer.augmentations((32, 32))
@@ -328,9 +331,8 @@ def test_low_resolution_maps_are_gradcam_of_each_warped_image_for_the_original_c
                                  image_padding=padding)
     with torch.no_grad():
         classes = model(x).argmax(1)
-    g = explainer.low_resolution_maps(x, None)
+    g, theta = explainer.low_resolution_maps(x, None)[:2]
     assert g.shape == (3, 3, 16, 16)
-    theta = explainer.last_theta
     assert torch.equal(theta, explainer.augmentations((64, 64)))
     reference = GradCAM(model, "features")
     for k in range(3):
@@ -347,11 +349,12 @@ def test_single_identity_augmentation_without_regularization_downsamples_to_grad
     raw_gradcam = GradCAM(model, "features")(x, upsample=False, normalize=False)
     assert float(raw_gradcam.amax()) > 1e-2
     explainer = AugmentedGradCAM(model, "features", n_augmentations=1, lambda_tv=0.0, mu=0.0, iterations=80)
-    h = explainer(x, normalize=False)
+    out = explainer.explain(x, normalize=False)
+    h = out.maps
     assert h.shape == (3, 64, 64)
     # the solver works on g / max(g_1); the explainer returns ReLU(h) in Grad-CAM's units
     scale = raw_gradcam.flatten(1).amax(1)[:, None, None]
-    solution = explainer.last_solution.maps * scale
+    solution = out.solution.maps * scale
     assert_close(h, torch.relu(solution), atol=1e-6 * float(scale.max()), rtol=1e-5)
     assert_close(downsample(solution, (16, 16)), raw_gradcam, atol=1e-4 * float(raw_gradcam.max()), rtol=0)
 
@@ -458,8 +461,9 @@ def test_default_solve_grid_is_the_input_for_64px_images_with_16x16_maps():
     default = AugmentedGradCAM(model, "features", **kwargs)
     full = AugmentedGradCAM(model, "features", solve_scale=None, **kwargs)
     assert default.solve_scale == 8 and default.solve_size((64, 64), (16, 16)) == (64, 64)
-    assert torch.equal(default(x, normalize=False), full(x, normalize=False))
-    assert default.last_solution.maps.shape == (3, 64, 64)
+    out = default.explain(x, normalize=False)
+    assert torch.equal(out.maps, full(x, normalize=False))
+    assert out.solution.maps.shape == (3, 64, 64)
 
 
 def test_one_theta_is_the_same_motion_on_both_grids():
@@ -484,19 +488,19 @@ def test_reduced_grid_solve_then_bilinear_upsampling_matches_a_direct_constructi
     explainer = AugmentedGradCAM(model, "features", n_augmentations=4, iterations=12, seed=1, solve_scale=2)
     assert explainer.solve_size((64, 64), (16, 16)) == (32, 32)
     assert explainer.solve_size((64, 48), (16, 12)) == (32, 24)
-    maps = explainer(x, normalize=False)
-    assert maps.shape == (3, 64, 64) and explainer.last_solution.maps.shape == (3, 32, 32)
-    theta = explainer.last_theta
-    g = explainer.low_resolution_maps(x, None, theta=theta)
+    out = explainer.explain(x, normalize=False)
+    maps, theta = out.maps, out.theta
+    assert maps.shape == (3, 64, 64) and out.solution.maps.shape == (3, 32, 32)
+    g = explainer.low_resolution_maps(x, None, theta=theta).maps
     scale = g[:, 0].flatten(1).amax(1)[:, None, None, None]
     solved = super_resolve(g / scale, theta, (32, 32), iterations=12).maps  # same warps, on the 32² grid
     expected = torch.relu(F.interpolate(solved[:, None], size=(64, 64), mode="bilinear", align_corners=False)[:, 0])
     assert_close(maps, expected * scale[:, 0], atol=1e-6 * float(scale.max()), rtol=1e-5)
     # the override in solve() gives the same, and k large enough is the full-size solve
-    assert_close(explainer.solve(g, theta, (64, 64)), maps, atol=1e-6 * float(scale.max()), rtol=1e-5)
-    full = explainer.solve(g, theta, (64, 64), solve_scale=4)
-    assert explainer.last_solution.maps.shape == (3, 64, 64)
-    assert_close(full, explainer.solve(g, theta, (64, 64), solve_scale=None), atol=0, rtol=0)
+    assert_close(explainer.solve(g, theta, (64, 64)).maps, maps, atol=1e-6 * float(scale.max()), rtol=1e-5)
+    full, solution = explainer.solve(g, theta, (64, 64), solve_scale=4)
+    assert solution.maps.shape == (3, 64, 64)
+    assert_close(full, explainer.solve(g, theta, (64, 64), solve_scale=None).maps, atol=0, rtol=0)
 
 
 def test_solve_scale_bad_input():
@@ -544,7 +548,7 @@ def test_bilinear_operator_matrix_equals_grid_sample_then_interpolate(size, low)
 
 
 def test_data_residuals_hand_computed():
-    from course_lib.saliency.augmented import data_residuals
+    from course_lib.saliency.superres import data_residuals
 
     theta = _identity(3, (4, 4))
     g = torch.stack([torch.ones(2, 2), torch.zeros(2, 2), torch.full((2, 2), 3.0)])[None]
@@ -594,10 +598,10 @@ def test_scaling_each_is_invariant_to_rescaling_each_copy():
     theta = explainer.augmentations((16, 16), (4, 4))
     g = torch.rand(2, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     factors = torch.tensor([1.0, 4.0, 0.5, 8.0])[None, :, None, None]  # powers of 2: the division is exact
-    a = explainer.solve(g, theta, (16, 16))
-    b = explainer.solve(g * factors, theta, (16, 16))  # g_1 unchanged: the output's unit is the same
+    a = explainer.solve(g, theta, (16, 16)).maps
+    b = explainer.solve(g * factors, theta, (16, 16)).maps  # g_1 unchanged: the output's unit is the same
     assert torch.equal(a, b)
-    c = explainer.solve(g * factors, theta, (16, 16), scaling="first")
+    c = explainer.solve(g * factors, theta, (16, 16), scaling="first").maps
     assert float((a - c).abs().max()) > 1e-3  # "first" sees the copies' different scales
 
 

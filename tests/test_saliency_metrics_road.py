@@ -33,7 +33,7 @@ def test_imputation_by_hand_and_noise():
     removed[1, 1] = True
     # neighbours with value 1: (0,2) and (2,2) diagonal (1/12 each), (1,2) direct (1/6); all weights sum to 1
     assert float(linear_imputation(image, removed)[0, 1, 1]) == pytest.approx(1 / 3)
-    noisy = linear_imputation(image, removed, noise=0.5, generator=torch.Generator().manual_seed(1))
+    noisy = linear_imputation(image, removed, noise=0.5, seed=torch.Generator().manual_seed(1))
     assert float(noisy[0, 1, 1]) != pytest.approx(1 / 3) and torch.equal(noisy[:, ~removed], image[:, ~removed])
     with pytest.raises(ValueError, match="removed"):
         linear_imputation(image, removed.float())
