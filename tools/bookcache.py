@@ -3,7 +3,8 @@
 jupyter-book keys each executed notebook in ``_build/.jupyter_cache`` on the notebook's text alone, so a change
 to what the chapters import — ``course_lib``, a zoo checkpoint, a study's stored results — would leave the old
 outputs (and glued numbers) in the book. This module hashes those inputs; when the hash differs from the one
-stored next to the cache, the cache is emptied and every chapter executes again.
+stored next to the cache, the cache is emptied, and so is Sphinx's environment (``_build/.doctrees``: Sphinx
+reads again only the pages whose source changed), so that every chapter executes again.
 
 ``python -m tools.bookcache [CACHE_DIR]`` (default ``_build/.jupyter_cache``).
 """
@@ -39,8 +40,9 @@ def refresh(cache: Path, root: Path = REPO) -> bool:
     digest = inputs_hash(root)
     stamp = stamp_path(cache)
     stale = cache.is_dir() and (not stamp.is_file() or stamp.read_text().strip() != digest)
-    if stale:
+    if stale:  # the executed notebooks, and Sphinx's environment, which would skip unchanged pages
         shutil.rmtree(cache)
+        shutil.rmtree(cache.parent / ".doctrees", ignore_errors=True)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(digest + "\n")
     return stale
