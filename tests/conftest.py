@@ -31,3 +31,10 @@ def _seed():
     torch.manual_seed(0)
     yield
 
+
+@pytest.fixture(scope="module")
+def figures():
+    """48 synthetic pose figures (seed 3), shared by the pose and data tests."""
+    from course_lib.data import PoseFiguresDataset
+
+    return PoseFiguresDataset(48, seed=3)

@@ -11,11 +11,6 @@ from course_lib.pose import (
 )
 
 
-@pytest.fixture(scope="module")
-def figures():
-    return PoseFiguresDataset(48, seed=3)
-
-
 # ------------------------------------------------------------------------------------------ dataset
 def test_pose_figures_ground_truth(figures):
     n, s = len(figures), figures.size

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.data import PoseFiguresDataset
 from course_lib.pose import (
     augment_crops,
     crop_boxes,
@@ -13,11 +12,6 @@ from course_lib.pose import (
     normalize_joints,
     pose_loader,
 )
-
-
-@pytest.fixture(scope="module")
-def figures():
-    return PoseFiguresDataset(48, seed=3)
 
 
 # ------------------------------------------------------------------------------------------ crops

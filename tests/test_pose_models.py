@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.data import PoseFiguresDataset
 from course_lib.pose import (
     PoseRegressor,
     RefinementStage,
@@ -19,11 +18,6 @@ from course_lib.pose import (
     predict_joints,
     torso_diameter,
 )
-
-
-@pytest.fixture(scope="module")
-def figures():
-    return PoseFiguresDataset(48, seed=3)
 
 
 # ------------------------------------------------------------------------------------------ models

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -21,10 +19,6 @@ from tests.helpers.models import (
 )
 
 torchcam = pytest.importorskip("torchcam.methods")  # pinned in requirements.txt (torchcam==0.5.0)
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z))
 
 
 
