@@ -77,6 +77,17 @@ def test_ascent_raises_the_score_and_records_checkpoints():
     assert r.checkpoint_images[6].shape == (1, 3, 16, 16)
 
 
+@pytest.mark.parametrize("param", ["pixel", "fourier"])
+def test_model_parameters_keep_their_grad_and_mode(param):
+    """The ascent differentiates with respect to the image only: the model's .grad and modes are untouched."""
+    net = _net().train()
+    net[0].weight.grad = torch.full_like(net[0].weight, 7.0)
+    feature_visualization(net, 0, steps=3, param=param, robust=param == "fourier", l2=0.1, tv=0.1, image_size=16)
+    assert torch.equal(net[0].weight.grad, torch.full_like(net[0].weight, 7.0))
+    assert all(p.grad is None for name, p in net.named_parameters() if name != "0.weight")
+    assert all(m.training for m in net.modules())
+
+
 @pytest.mark.parametrize("kwargs, match", [({"param": "pixels"}, "param"), ({"objective": "prob"}, "objective"),
                                            ({"steps": 0}, "steps"), ({"l2": -1.0}, "l2"),
                                            ({"checkpoints": (9,)}, "checkpoints")])

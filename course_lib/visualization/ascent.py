@@ -11,7 +11,6 @@ jitter (Mordvintsev et al., *Inceptionism*, 2015):
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +20,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._checks import (
-    as_tensor,
     check_choice,
     check_images,
     check_int,
@@ -34,7 +32,7 @@ from .._checks import (
 from .._state import model_mode
 from .._total_variation import anisotropic_tv
 from .._types import Images, Layer, Size
-from .probe import LayerProbe
+from .probe import LayerProbe, as_targets, target_score
 
 __all__ = ["total_variation", "ascent_objective", "AscentResult", "activation_maximization"]
 
@@ -137,21 +135,6 @@ class AscentResult:
     start_images: torch.Tensor
 
 
-def _as_targets(target, name: str = "targets") -> torch.Tensor:
-    if isinstance(target, bool):
-        raise TypeError(f"{name} must be an int or a sequence of ints, got {target!r}")
-    if isinstance(target, numbers.Integral):
-        return torch.tensor([int(target)])
-    if isinstance(target, range):
-        target = list(target)
-    if not isinstance(target, (list, tuple, torch.Tensor, np.ndarray)):
-        raise TypeError(f"{name} must be an int or a sequence of ints, got {type(target).__name__} {target!r}")
-    t = as_tensor(torch.tensor(target) if isinstance(target, (list, tuple)) else target, name)
-    if t.is_floating_point() or t.dtype == torch.bool or t.ndim != 1 or t.numel() == 0:
-        raise TypeError(f"{name} must be an int or a non-empty 1-D sequence of ints, got {t.dtype} of shape {tuple(t.shape)}")
-    return t.long().cpu()
-
-
 def activation_maximization(
     model: nn.Module,
     targets,
@@ -196,7 +179,7 @@ def activation_maximization(
     * ``target_layer`` and ``position=(row, col)`` given — the single unit at that position of channel :math:`c`.
 
     The function reads as its parts: the argument checks, the starting images, the score :math:`S`
-    (:func:`_target_score`), one ascent step (:func:`_ascent_step`) and the loop.
+    (:func:`~course_lib.visualization.probe.target_score`), one ascent step (:func:`_ascent_step`) and the loop.
 
     Args:
         model: the network (run in eval mode, restored afterwards; its parameters' ``.grad`` is not touched).
@@ -226,7 +209,7 @@ def activation_maximization(
     """
     # the arguments
     probe = LayerProbe(model, target_layer)
-    targets = _as_targets(targets)
+    targets = as_targets(targets)
     steps = check_int(steps, "steps", minimum=1)
     lr = check_positive(lr, "lr")
     l2 = _weights(l2, "l2", len(targets))
@@ -244,7 +227,7 @@ def activation_maximization(
     start = _start_images(init, n, size, g).to(dtype)  # the model's precision (float64 models ascend in float64)
     shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=g).tolist()
     image = (start.clamp(0, 1) - 0.5).to(device).requires_grad_(True)
-    score = _target_score(probe, targets, position)
+    score = target_score(probe, targets, position)
     # the loop
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     opt = opt_cls([image], lr=lr, maximize=True)
@@ -282,31 +265,6 @@ def _start_images(init: torch.Tensor | None, n: int, size: tuple[int, int], g: t
         raise ValueError(f"init must hold 1 or {n} images (one per target), got shape {tuple(start.shape)}")
     return start.expand(n, -1, -1, -1)
 
-
-def _target_score(probe: LayerProbe, targets: torch.Tensor, position):
-    """The score :math:`S` as a function of the input ``(T, 3, H, W)``: entry :math:`t` is class or channel
-    ``targets[t]`` of image :math:`t` (the channel's mean, or its unit at ``position``)."""
-    device = probe.device
-    targets_dev = targets.to(device)
-    rows = torch.arange(len(targets), device=device)
-
-    def score(x: torch.Tensor) -> torch.Tensor:
-        out = probe(x)
-        probe.check_channel(out, targets, "targets")
-        if out.ndim == 2:
-            if position is not None:
-                raise ValueError(f"position must be None for a layer with (N, C) output, got {position!r}")
-            return out[rows, targets_dev]
-        maps = out[rows, targets_dev]  # (T, h, w)
-        if position is None:
-            return maps.flatten(1).mean(1)
-        if not (isinstance(position, (tuple, list)) and len(position) == 2):
-            raise ValueError(f"position must be a (row, col) pair, got {position!r}")
-        r = check_int(position[0], "position[0]", minimum=0, maximum=maps.shape[1] - 1)
-        c = check_int(position[1], "position[1]", minimum=0, maximum=maps.shape[2] - 1)
-        return maps[:, r, c]
-
-    return score
 
 
 def _ascent_step(image: torch.Tensor, opt: torch.optim.Optimizer, score, shift: tuple[int, int], l2, tv

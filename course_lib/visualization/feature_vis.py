@@ -26,11 +26,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int, check_nonnegative, check_positive, generator
 from .._state import model_mode
-from .ascent import _as_targets, total_variation
-from .probe import LayerProbe
+from .ascent import ascent_objective
+from .probe import LayerProbe, as_targets, target_score
 
 __all__ = ["COLOR_SQRT_COVARIANCE", "FourierImage", "robust_transform", "feature_visualization", "FeatureVisResult"]
 
@@ -146,84 +147,70 @@ def feature_visualization(model: nn.Module, targets, steps: int = 256, lr: float
         seed: an int or a ``torch.Generator``; it draws the starting image and every random transformation.
         checkpoints: steps after which the score of the untransformed images is recorded.
         keep_checkpoint_images: also keep the images at those steps (``checkpoint_images``).
+        progress: show a progress bar over the steps.
 
     Returns:
         A :class:`FeatureVisResult`.
     """
     probe = LayerProbe(model, target_layer)
-    targets = _as_targets(targets)
+    targets = as_targets(targets)
     steps = check_int(steps, "steps", minimum=1)
     lr = check_positive(lr, "lr")
     check_choice(param, "param", ("pixel", "fourier"))
     check_choice(objective, "objective", ("logit", "log_softmax"))
     if objective == "log_softmax" and target_layer is not None:
         raise ValueError("objective='log_softmax' needs class scores (target_layer=None)")
-    l2 = check_nonnegative(l2, "l2")
-    tv = check_nonnegative(tv, "tv")
+    l2, tv = check_nonnegative(l2, "l2"), check_nonnegative(tv, "tv")
     jitter = check_int(jitter, "jitter", minimum=0)
     size = check_int(image_size, "image_size", minimum=8)
     checkpoints = sorted({check_int(c, "checkpoints", minimum=1, maximum=steps) for c in checkpoints})
     g = generator(seed)
-    device = probe.device
-    n = len(targets)
-    rows = torch.arange(n, device=device)
-    tdev = targets.to(device)
-
-    def score(x: torch.Tensor) -> torch.Tensor:
-        out = probe(x)
-        probe.check_channel(out, targets, "targets")
-        if out.ndim == 2:
-            if objective == "log_softmax":
-                out = out.log_softmax(1)
-            return out[rows, tdev]
-        return out[rows, tdev].flatten(1).mean(1)
-
-    if param == "fourier":
-        fourier = FourierImage(n, size, size, seed=g).to(device)
-        params = list(fourier.parameters())
-
-        def image() -> torch.Tensor:
-            return fourier()
-    else:
-        pixels = (0.01 * torch.randn(1, 3, size, size, generator=g)).expand(n, -1, -1, -1).clone()
-        pixels = pixels.to(device).requires_grad_(True)
-        params = [pixels]
-
-        def image() -> torch.Tensor:
-            return pixels + 0.5
-
+    score = target_score(probe, targets, log_softmax=objective == "log_softmax")
+    params, image = _start_image(param, len(targets), size, g, probe.device)
     opt = torch.optim.Adam(params, lr=lr, maximize=True)
     recorded, kept = {}, {}
     with model_mode(model), torch.enable_grad():
-        for t in range(1, steps + 1):
+        bar = tqdm(range(1, steps + 1), desc="feature visualization", disable=not progress, leave=False)
+        for t in bar:
             x = image()
             if jitter:
                 dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=g).tolist()
                 x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
             if robust:
                 x = robust_transform(x, g)
-            j = score(x)
-            centred = image() - 0.5 if (l2 or tv) else None
-            if l2:
-                j = j - l2 * centred.pow(2).flatten(1).sum(1)
-            if tv:
-                j = j - tv * total_variation(centred)
-            opt.zero_grad()
-            j.sum().backward()
-            opt.step()
+            j = ascent_objective(score(x), image() - 0.5, l2, tv) if (l2 or tv) else score(x)
+            _step(opt, params, j)
             if param == "pixel":
                 with torch.no_grad():
-                    pixels.clamp_(-0.5, 0.5)
+                    params[0].clamp_(-0.5, 0.5)
             if t in checkpoints:
                 with torch.no_grad():
                     now = image().detach()
                     recorded[t] = score(now).cpu()
                     if keep_checkpoint_images:
                         kept[t] = now.clone()
-            if progress and t % 32 == 0:
-                print(f"step {t}: score {score(image()).detach().cpu().tolist()}", flush=True)
         with torch.no_grad():
             final = image().detach()
             final_score = score(final).cpu()
     return FeatureVisResult(images=final, score=final_score, checkpoints=recorded, targets=targets,
                             checkpoint_images=kept)
+
+
+def _start_image(param: str, n: int, size: int, g: torch.Generator, device):
+    """The variables and the image they make: a :class:`FourierImage`, or zero-centred pixels (mid-grey plus
+    noise of standard deviation 0.01, one draw shared by the ``n`` images)."""
+    if param == "fourier":
+        fourier = FourierImage(n, size, size, seed=g).to(device)
+        return list(fourier.parameters()), fourier
+    pixels = (0.01 * torch.randn(1, 3, size, size, generator=g)).expand(n, -1, -1, -1).clone()
+    pixels = pixels.to(device).requires_grad_(True)
+    return [pixels], lambda: pixels + 0.5
+
+
+def _step(opt: torch.optim.Optimizer, params: list[torch.Tensor], objective: torch.Tensor) -> None:
+    """One Adam step up ``objective`` (per image) on ``params``; the gradient reaches the image's variables
+    only (``torch.autograd.grad``), so the model's parameters keep their ``.grad``."""
+    grads = torch.autograd.grad(objective.sum(), params)
+    for p, grad in zip(params, grads, strict=True):
+        p.grad = grad
+    opt.step()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
 import torch
 from torch import nn
 
-from .._checks import check_module, module_device, resolve_layer
+from .._checks import as_tensor, check_int, check_module, module_device, resolve_layer
 from .._state import capture
 from .._types import Layer
 
-__all__ = ["LayerProbe"]
+__all__ = ["LayerProbe", "as_targets", "target_score"]
 
 
 class LayerProbe:
@@ -56,3 +59,48 @@ class LayerProbe:
             raise ValueError(
                 f"{name} must be in [0, {out.shape[1]}) (the output has {out.shape[1]} {what}), got {channel.tolist()}"
             )
+
+
+def as_targets(target, name: str = "targets") -> torch.Tensor:
+    """``target`` (an int or a 1-D sequence of ints) as a ``(T,)`` long CPU tensor, checked."""
+    if isinstance(target, bool):
+        raise TypeError(f"{name} must be an int or a sequence of ints, got {target!r}")
+    if isinstance(target, numbers.Integral):
+        return torch.tensor([int(target)])
+    if isinstance(target, range):
+        target = list(target)
+    if not isinstance(target, (list, tuple, torch.Tensor, np.ndarray)):
+        raise TypeError(f"{name} must be an int or a sequence of ints, got {type(target).__name__} {target!r}")
+    t = as_tensor(torch.tensor(target) if isinstance(target, (list, tuple)) else target, name)
+    if t.is_floating_point() or t.dtype == torch.bool or t.ndim != 1 or t.numel() == 0:
+        raise TypeError(f"{name} must be an int or a non-empty 1-D sequence of ints, got {t.dtype} of shape {tuple(t.shape)}")
+    return t.long().cpu()
+
+
+def target_score(probe: LayerProbe, targets: torch.Tensor, position=None, log_softmax: bool = False):
+    """The score :math:`S` as a function of the input ``(T, 3, H, W)``: entry :math:`t` is class or channel
+    ``targets[t]`` of image :math:`t` (the channel's mean, or its unit at ``position``; with ``log_softmax``,
+    a class's log-probability instead of its score)."""
+    device = probe.device
+    targets_dev = targets.to(device)
+    rows = torch.arange(len(targets), device=device)
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        out = probe(x)
+        probe.check_channel(out, targets, "targets")
+        if out.ndim == 2:
+            if position is not None:
+                raise ValueError(f"position must be None for a layer with (N, C) output, got {position!r}")
+            if log_softmax:
+                out = out.log_softmax(1)
+            return out[rows, targets_dev]
+        maps = out[rows, targets_dev]  # (T, h, w)
+        if position is None:
+            return maps.flatten(1).mean(1)
+        if not (isinstance(position, (tuple, list)) and len(position) == 2):
+            raise ValueError(f"position must be a (row, col) pair, got {position!r}")
+        r = check_int(position[0], "position[0]", minimum=0, maximum=maps.shape[1] - 1)
+        c = check_int(position[1], "position[1]", minimum=0, maximum=maps.shape[2] - 1)
+        return maps[:, r, c]
+
+    return score
