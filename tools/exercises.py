@@ -1,7 +1,7 @@
 """The nbgrader pipeline: ``solutions/`` (instructor source) -> ``exercises/`` (student release).
 
 ``nbgrader_config.py`` at the repository root and this module both apply
-:func:`course_lib.grading._nbgrader.configure`, so the command-line tools and the tests share one configuration.
+:func:`course_lib.grading.nbgrader_settings.configure`, so the command-line tools and the tests share one configuration.
 ``python -m tools.exercises generate [NAME ...]`` regenerates the
 committed student versions; it works in a temporary course directory so that no gradebook is left behind.
 """
@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from course_lib.grading._nbgrader import configure, ensure_tools_on_path
+from course_lib.grading.nbgrader_settings import configure, ensure_tools_on_path
 
 from .book import REPO
 

@@ -34,7 +34,7 @@ def _api(root: Path, cell_timeout: float | None = None, kernel: dict | None = No
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
-    from course_lib.grading._nbgrader import configure
+    from course_lib.grading.nbgrader_settings import configure
 
     c = Config()
     configure(c, root=root, source="source", release="release", db_url=f"sqlite:///{root / 'gradebook.db'}")

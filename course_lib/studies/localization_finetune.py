@@ -29,13 +29,13 @@ from ..zoo.recipes.localization import (
     FINETUNE_SETTINGS,
     LOCALIZER_SETTINGS,
     PRETRAINED_SETTINGS,
-    _build_localizer,
-    _Flips,
-    _top_metrics,
+    Flips,
+    build_localizer,
     build_top_localizer,
     lite0_block_features,
     objective,
     shapes_images,
+    top_metrics,
     train_top_localizer,
 )
 from . import Study, torch_threads
@@ -68,13 +68,13 @@ def _run(settings: dict, progress: bool, device: str) -> dict:
         for seed in s["seeds"]:
             model = build_top_localizer(s, seed)
             hist = train_top_localizer(model, {**s, "seed": seed}, tr, None, device)
-            runs["fine-tuned"][f"n={n}"].append({"seed": seed, **_top_metrics(model.cpu(), test_f, test_y, test_b),
+            runs["fine-tuned"][f"n={n}"].append({"seed": seed, **top_metrics(model.cpu(), test_f, test_y, test_b),
                                                  "train_loss": hist["train_loss"]})
             sc = s["scratch"]
             cfg = {**LOCALIZER_SETTINGS, "seed": seed}
-            scratch = _build_localizer(cfg)
+            scratch = build_localizer(cfg)
             loss_fn, metrics = objective("multitask", sc["alpha"])
-            hist = fit(scratch, _Flips(train_img[:n], train_y[:n], train_b[:n], sc["flips"]), epochs=s["epochs"],
+            hist = fit(scratch, Flips(train_img[:n], train_y[:n], train_b[:n], sc["flips"]), epochs=s["epochs"],
                        lr=sc["lr"], batch_size=s["batch_size"], weight_decay=s["weight_decay"],
                        schedule=s["schedule"], loss_fn=loss_fn, metrics=metrics, device=device, seed=seed,
                        progress=False)

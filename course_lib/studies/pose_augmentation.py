@@ -50,7 +50,7 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
     from ..device import seed_everything
     from ..pose import PoseRegressor, pck, pose_loader, pose_loss, predict_joints
     from ..training import fit
-    from ..zoo.recipes.pose import _heldout_loader, _pck_metric, figures
+    from ..zoo.recipes.pose import figures, heldout_loader, pck_metric
 
     with torch_threads(settings["threads"]):
         d = settings["data"]
@@ -66,8 +66,8 @@ def run(settings: dict, progress: bool = False, device: str = "cpu") -> dict:
             size, scale = model.input_size, augment.get("scale", 1.2)
             f = {**settings["fit"], "seed": seed}
             loader = pose_loader(train, f["batch_size"], seed=seed, device=cpu, size=size, **augment)
-            h = fit(model, loader, _heldout_loader(heldout, cpu, size, scale), device=cpu, progress=False,
-                    loss_fn=pose_loss, metrics={"pck": _pck_metric}, **f)
+            h = fit(model, loader, heldout_loader(heldout, cpu, size, scale), device=cpu, progress=False,
+                    loss_fn=pose_loss, metrics={"pck": pck_metric}, **f)
             model.eval()
             pred = predict_joints(model, heldout.images, heldout.boxes, scale=scale)
             out[f"{name}/seed={seed}"] = {

@@ -69,7 +69,7 @@ QUICK_SETTINGS: dict = {
 
 
 # -------------------------------------------------------------------------------------------------- data
-class _Flips(Dataset):
+class Flips(Dataset):
     """Random horizontal and vertical flips with the box flipped along (every shape class is symmetric under
     flips up to its random rotation, so the label stays)."""
 
@@ -140,7 +140,7 @@ def train_localizer(model, settings: dict, device, progress: bool = False, kind:
     images, labels, boxes = shapes_split(settings, "train")
     loss_fn, metrics = objective(kind, settings["alpha"], settings["box_loss"])
     return fit(
-        model, _Flips(images, labels, boxes, settings["flips"]), epochs=settings["epochs"], lr=settings["lr"],
+        model, Flips(images, labels, boxes, settings["flips"]), epochs=settings["epochs"], lr=settings["lr"],
         batch_size=settings["batch_size"], weight_decay=settings["weight_decay"], schedule=settings["schedule"],
         loss_fn=loss_fn, metrics=metrics, device=device, seed=settings["seed"], progress=progress,
     )
@@ -152,7 +152,7 @@ def evaluate_on_test(model, settings: dict) -> dict:
     return {**evaluate_localizer(model, images, labels, boxes), "n_test": int(images.shape[0])}
 
 
-def _build_localizer(settings: dict = LOCALIZER_SETTINGS) -> Localizer:
+def build_localizer(settings: dict = LOCALIZER_SETTINGS) -> Localizer:
     seed_everything(settings["seed"])
     return Localizer(num_classes=5, width=settings["width"], norm=settings["norm"], grid=settings["grid"],
                      hidden=settings["hidden"], blocks=settings["blocks"])
@@ -168,7 +168,7 @@ def _recipe(name: str, description: str, settings: dict, quick: bool) -> Recipe:
     kind = "quick" if quick else "multitask"
 
     def build():
-        return (_build_quick if quick else _build_localizer)(settings)
+        return (_build_quick if quick else build_localizer)(settings)
 
     def train(model, device, progress: bool = False) -> dict:
         hist = train_localizer(model, settings, device, progress, kind=kind)
@@ -228,7 +228,7 @@ def train_pretrained_head(model, settings: dict, alpha: float, train, val=None, 
     """Train a :class:`FeatureHead` on cached ``train = (features, labels, boxes)``; return the history."""
     loss_fn, metrics = objective("multitask", alpha)
     def pack(t):  # (features, (label, box)) items, like the image recipes' batches
-        return _Flips(t[0], t[1], t[2], False)
+        return Flips(t[0], t[1], t[2], False)
 
     return fit(model, pack(train), pack(val) if val is not None else None, epochs=settings["epochs"],
                lr=settings["lr"], batch_size=settings["batch_size"], weight_decay=settings["weight_decay"],
@@ -276,12 +276,12 @@ def _scratch_same_budget(settings: dict, device, progress: bool) -> dict:
                         "n_test": settings["n_test"], "test_seed": settings["test_seed"],
                         "epochs": settings["epochs"], "batch_size": settings["batch_size"], "lr": settings["lr"],
                         "alpha": sc["alpha"], "flips": sc["flips"], "seed": settings["seed"]}
-    model = _build_localizer(scratch_settings)
+    model = build_localizer(scratch_settings)
     images, labels, boxes = split["train"].images, split["train"].labels, split["train"].boxes
     val_images, val_labels, val_boxes = split["val"].images, split["val"].labels, split["val"].boxes
     loss_fn, metrics = objective("multitask", sc["alpha"])
     start = time.perf_counter()
-    hist = fit(model, _Flips(images, labels, boxes, sc["flips"]), _Flips(val_images, val_labels, val_boxes, False),
+    hist = fit(model, Flips(images, labels, boxes, sc["flips"]), Flips(val_images, val_labels, val_boxes, False),
                epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
                weight_decay=settings["weight_decay"], schedule=settings["schedule"], loss_fn=loss_fn,
                metrics=metrics, device=device, seed=settings["seed"], progress=progress)
@@ -411,7 +411,8 @@ def build_top_localizer(settings: dict = FINETUNE_SETTINGS, seed: int | None = N
                              hidden=settings.get("hidden", 0))
 
 
-def _top_metrics(model, feats, labels, boxes) -> dict:
+def top_metrics(model, feats, labels, boxes) -> dict:
+    """Accuracy and box metrics of a top localizer on cached features (``localization_metrics``)."""
     from ...localization import localization_metrics
 
     model.eval()
@@ -423,7 +424,7 @@ def _top_metrics(model, feats, labels, boxes) -> dict:
 def train_top_localizer(model, settings: dict, train, val=None, device=None, progress: bool = False) -> dict:
     """Train a :class:`Lite0TopLocalizer` on cached ``train = (features, labels, boxes)``; the history."""
     loss_fn, metrics = objective("multitask", settings["alpha"])
-    pack = lambda t: _Flips(t[0], t[1], t[2], False)  # noqa: E731
+    pack = lambda t: Flips(t[0], t[1], t[2], False)  # noqa: E731
     return fit(model, pack(train), pack(val) if val is not None else None, epochs=settings["epochs"],
                lr=settings["lr"], batch_size=settings["batch_size"], weight_decay=settings["weight_decay"],
                schedule=settings["schedule"], loss_fn=loss_fn, metrics=metrics, device=device or "cpu",
@@ -487,7 +488,7 @@ def _finetuned_recipe() -> Recipe:
 
     def evaluate(model, device=None) -> dict:
         te = lite0_block_features(settings, "test", block, device)
-        m = _top_metrics(model.top.cpu(), *te)
+        m = top_metrics(model.top.cpu(), *te)
         model.to(device or "cpu")
         return {f"heldout_{k}": m[k] for k in ("accuracy", "mean_iou", "correct_rate")}
 
@@ -564,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device) if args.device else get_device()
     quick = args.name == "shapes_quick_localizer"
     settings = _override(QUICK_SETTINGS if quick else LOCALIZER_SETTINGS, args.set)
-    model = (_build_quick if quick else _build_localizer)(settings)
+    model = (_build_quick if quick else build_localizer)(settings)
     start = time.perf_counter()
     hist = train_localizer(model, settings, device, progress=False, kind="quick" if quick else "multitask")
     metrics = {**evaluate_on_test(model, settings), "train_seconds": round(time.perf_counter() - start, 1)}

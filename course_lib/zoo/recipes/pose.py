@@ -104,12 +104,15 @@ def _figures(d: dict, which: str, device: torch.device) -> PoseFiguresDataset:
     return figures(d[f"n_{which}"], d[f"{which}_seed"], d["size"], device.type)
 
 
-def _pck_metric(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    # box-normalized coordinates of square crops are isotropic: PCK there is PCK in the image
+def pck_metric(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PCK@0.2 on box-normalized coordinates (those of square crops are isotropic: PCK there is PCK in the
+    image); the metric the pose recipes and studies report each epoch."""
     return pck(out, target, alpha=0.2)
 
 
-def _heldout_loader(data: PoseFiguresDataset, device: torch.device, size: int, scale: float = 1.2) -> DataLoader:
+def heldout_loader(data: PoseFiguresDataset, device: torch.device, size: int, scale: float = 1.2) -> DataLoader:
+    """Un-augmented, unshuffled crops of ``data`` in batches of 256: the held-out evaluation the recipes and
+    studies share."""
     return pose_loader(data, 256, shuffle=False, device=device, size=size, scale=scale)
 
 
@@ -134,9 +137,9 @@ def make_regressor_recipe(name: str = "pose_deeppose", settings: dict | None = N
         d = settings["data"]
         loader = pose_loader(_figures(d, "train", device), settings["fit"]["batch_size"], seed=settings["fit"]["seed"],
                              device=device, size=settings["model"]["input_size"], **settings["augment"])
-        heldout = _heldout_loader(_figures(d, "heldout", device), device, settings["model"]["input_size"])
+        heldout = heldout_loader(_figures(d, "heldout", device), device, settings["model"]["input_size"])
         history = fit(model, loader, heldout, device=device,
-                      progress=progress, loss_fn=pose_loss, metrics={"pck": _pck_metric}, **settings["fit"])
+                      progress=progress, loss_fn=pose_loss, metrics={"pck": pck_metric}, **settings["fit"])
         return {"train_loss": history["train_loss"], "heldout_pck": history["val_pck"]}
 
     def evaluate(model: nn.Module, device: torch.device) -> dict:

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+__all__ = ["CELL_TIMEOUT", "configure", "ensure_tools_on_path"]
+
 CELL_TIMEOUT = 180  # seconds per cell when nbgrader executes a notebook (CPU work in exercises)
 
 

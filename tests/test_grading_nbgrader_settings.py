@@ -1,4 +1,4 @@
-"""The course's nbgrader settings (course_lib.grading._nbgrader, ``nbgrader_config.py``) and what git keeps
+"""The course's nbgrader settings (course_lib.grading.nbgrader_settings, ``nbgrader_config.py``) and what git keeps
 out of the repository in an nbgrader course folder."""
 
 from __future__ import annotations
