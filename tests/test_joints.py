@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.joints import FLIP_PERMUTATION
-from course_lib.pose import (
-    FLIP_PAIRS,
-    JOINT_NAMES,
-)
+from course_lib.joints import FLIP_PAIRS, FLIP_PERMUTATION, JOINT_NAMES
 
 LSP_ORDER = ["right ankle", "right knee", "right hip", "left hip", "left knee", "left ankle", "right wrist",
              "right elbow", "right shoulder", "left shoulder", "left elbow", "left wrist", "neck", "head top"]

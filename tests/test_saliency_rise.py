@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from course_lib.models import SmallCNN
@@ -57,3 +58,13 @@ def test_rise_masks():
     # the masks are smooth: neighbouring pixels differ by at most one bilinear step of the upsampled grid
     steps = m[:, :, 1:] - m[:, :, :-1]
     assert float(steps.abs().max()) <= 1 / 6 + 1e-6  # cell size ceil(30/5) = 6 pixels
+
+
+def test_rise_constructor_argument_errors():
+    model = SmallCNN(num_classes=5, width=8)
+    with pytest.raises(ValueError, match=r"p must be in \(0, 1\)"):
+        RISE(model, p=1.0)
+    with pytest.raises(ValueError, match="n_masks must be >= 1"):
+        RISE(model, n_masks=0)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        RISE(model, seed=0.5)

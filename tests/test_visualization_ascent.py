@@ -31,12 +31,14 @@ def test_total_variation_by_hand():
     assert_close(total_variation(torch.full((1, 3, 4, 4), 0.3)), torch.zeros(1))
 
 
-def test_ascent_objective_formula():
+def test_ascent_objective_on_a_hand_computed_case():
     score = torch.tensor([2.0, -1.0])
-    image = torch.rand(2, 3, 4, 4)
-    l2, tv = 0.1, 0.01
-    expected = score - l2 * (image**2).sum((1, 2, 3)) - tv * total_variation(image)
-    assert_close(ascent_objective(score, image, l2=l2, tv=tv), expected)
+    # image 0: one bright pixel, |I|^2 = 1, TV = 1 (across) + 1 (down) = 2; image 1: flat 0.5, |I|^2 = 1, TV = 0
+    image = torch.stack([torch.tensor([[[1.0, 0.0], [0.0, 0.0]]]), torch.full((1, 2, 2), 0.5)])
+    # J = S - 0.1 |I|^2 - 0.01 TV: 2 - 0.1 - 0.02 = 1.88 and -1 - 0.1 - 0 = -1.1
+    assert_close(ascent_objective(score, image, l2=0.1, tv=0.01), torch.tensor([1.88, -1.1]))
+    # one weight per image: image 0 pays only the L2 term, image 1 only the (zero) TV term
+    assert_close(ascent_objective(score, image, l2=[0.1, 0.0], tv=[0.0, 1.0]), torch.tensor([1.9, -1.0]))
     assert_close(ascent_objective(score, image), score)
     with pytest.raises(ValueError, match="l2 must be >= 0"):
         ascent_objective(score, image, l2=-1.0)
