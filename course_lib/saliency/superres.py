@@ -432,30 +432,14 @@ def super_resolve(
     check_choice(optimizer, "optimizer", ("subgradient", "adam"))
     check_choice(downsampling, "downsampling", DOWNSAMPLING)
     check_choice(keep, "keep", ("best", "last"))
-    if init is None or (isinstance(init, str) and init == "upsampled"):
-        init = F.interpolate(low_res[:, :1], size=size, mode="bilinear", align_corners=False)[:, 0]
-    elif isinstance(init, str):
-        check_choice(init, "init", ("upsampled", "zeros"))
-        init = low_res.new_zeros(low_res.shape[0], *size)
-    else:
-        init = check_tensor(init, "init", ndim=3, shape={0: low_res.shape[0], 1: size[0], 2: size[1]})
-    h, low_res, theta = _check_problem(init.detach().clone(), low_res.detach(), theta)
+    h, low_res, theta = _check_problem(_initial_map(init, low_res, size).detach().clone(), low_res.detach(), theta)
 
     n = h.shape[0]
     matrix = operator_matrix(theta, size, tuple(low_res.shape[-2:]), downsampling)  # M = [D A_1; ...; D A_L], sparse
     transpose = _transpose_csr(matrix)
     targets = low_res.reshape(n, -1).T.contiguous()  # (L h w, N): the g_l of every image, one column each
 
-    if optimizer == "subgradient":
-        alpha = 1.0 if step_size is None else check_positive(step_size, "step_size")
-        lipschitz = 2 * _power_iteration(matrix, transpose, 30) + 2 * mu
-        step = alpha / lipschitz
-        cap = None if max_change is None else check_positive(max_change, "max_change") * math.sqrt(size[0] * size[1])
-        adam = None
-    else:
-        step = 0.05 if step_size is None else check_positive(step_size, "step_size")
-        h.requires_grad_(True)
-        adam = torch.optim.Adam([h], lr=step)
+    step, cap, adam = _step_rule(optimizer, step_size, max_change, mu, matrix, transpose, h)
 
     def objective_and_subgradient(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.detach()
@@ -488,3 +472,28 @@ def super_resolve(
             adam.step()
     out = best if keep == "best" else h
     return SuperResolution(maps=out.detach(), objective=torch.stack(history), step=step)
+
+
+def _initial_map(init, low_res: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The solver's starting point: the bilinear upsampling of :math:`g_1` (``None`` or ``"upsampled"``), zeros
+    (``"zeros"``), or a given ``(N, H, W)`` tensor, checked."""
+    if init is None or (isinstance(init, str) and init == "upsampled"):
+        return F.interpolate(low_res[:, :1], size=size, mode="bilinear", align_corners=False)[:, 0]
+    if isinstance(init, str):
+        check_choice(init, "init", ("upsampled", "zeros"))
+        return low_res.new_zeros(low_res.shape[0], *size)
+    return check_tensor(init, "init", ndim=3, shape={0: low_res.shape[0], 1: size[0], 2: size[1]})
+
+
+def _step_rule(optimizer: str, step_size, max_change, mu: float, matrix, transpose, h: torch.Tensor):
+    r"""``(step, cap, adam)``: the subgradient method's :math:`\alpha / L_f` and its per-step cap
+    :math:`\rho \sqrt{HW}` (``adam`` None), or Adam's learning rate and the optimizer over ``h``."""
+    if optimizer == "subgradient":
+        alpha = 1.0 if step_size is None else check_positive(step_size, "step_size")
+        lipschitz = 2 * _power_iteration(matrix, transpose, 30) + 2 * mu
+        size = h.shape[-2:]
+        cap = None if max_change is None else check_positive(max_change, "max_change") * math.sqrt(size[0] * size[1])
+        return alpha / lipschitz, cap, None
+    step = 0.05 if step_size is None else check_positive(step_size, "step_size")
+    h.requires_grad_(True)
+    return step, None, torch.optim.Adam([h], lr=step)
