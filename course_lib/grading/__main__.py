@@ -14,6 +14,12 @@ from .selfcheck import check_notebook  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_check(args) if args.cmd == "check" else run_class(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The two subcommands and their options."""
     parser = argparse.ArgumentParser(prog="python -m course_lib.grading",
                                      description="Self-check a notebook, or autograde a class of submissions.")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -61,17 +67,23 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--max-cell-output", type=int, default=10_000_000, help="characters one cell may print "
                                                                                "before it is stopped (default 1e7)")
 
-    args = parser.parse_args(argv)
-    if args.cmd == "check":
-        try:
-            report = check_notebook(args.notebook, release=args.release, timeout=args.timeout,
-                                    cell_timeout=args.cell_timeout, kernel_name=args.kernel)
-        except (FileNotFoundError, TypeError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(report.format())
-        return report.exit_code
+    return parser
 
+
+def run_check(args: argparse.Namespace) -> int:
+    """``check``: the self-check report of one notebook; exit 0 only if every graded cell passed."""
+    try:
+        report = check_notebook(args.notebook, release=args.release, timeout=args.timeout,
+                                cell_timeout=args.cell_timeout, kernel_name=args.kernel)
+    except (FileNotFoundError, TypeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return report.exit_code
+
+
+def run_class(args: argparse.Namespace) -> int:
+    """``class``: grade every submission; exit 0 only if every one graded cleanly, 130 if interrupted."""
     from .classgrade import GradingInterrupted, grade_class, result_dict
 
     try:
