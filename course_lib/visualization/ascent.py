@@ -266,7 +266,6 @@ def _start_images(init: torch.Tensor | None, n: int, size: tuple[int, int], g: t
     return start.expand(n, -1, -1, -1)
 
 
-
 def _ascent_step(image: torch.Tensor, opt: torch.optim.Optimizer, score, shift: tuple[int, int], l2, tv
                  ) -> torch.Tensor:
     r"""One step on the zero-centred ``image`` (in place): score the input shifted by ``shift`` (the jitter
